@@ -1,0 +1,114 @@
+"""Tokens and passwords: who is calling. What they may see is ``sync.policy``'s business."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from flask import g, request
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from sync.errors import UnauthenticatedError, DeviceRevokedError
+from sync.models import ApiToken, Device, User, utcnow
+from sync.policy import Actor, Scope, actor_for
+
+from .extensions import db
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def new_enrollment_code() -> str:
+    """Ten characters a person can type from a screen (about 50 bits); single use and short-lived."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(10))
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def normalize_code(code: str) -> str:
+    return code.strip().upper().replace("-", "").replace(" ", "")
+
+
+def hash_password(password: str) -> str:
+    from flask import current_app
+
+    return generate_password_hash(password, method=current_app.config.get("PASSWORD_HASH_METHOD", "scrypt"))
+
+
+# A hash to check against when the user does not exist, so both paths take as long.
+_DUMMY_HASH = None
+
+
+def verify_password(user: User | None, password: str) -> bool:
+    global _DUMMY_HASH
+    if user is None or not user.password_hash or not user.active:
+        _DUMMY_HASH = _DUMMY_HASH or hash_password(secrets.token_hex(8))
+        check_password_hash(_DUMMY_HASH, password)
+        return False
+    return check_password_hash(user.password_hash, password)
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def authenticate() -> Actor:
+    """The caller from its bearer token: a user token or a device token (acting as its user)."""
+    if "actor" in g:
+        return g.actor
+    token = _bearer()
+    if token is None:
+        raise UnauthenticatedError()
+    digest = token_hash(token)
+    session = db.session
+    now = utcnow()
+    api_token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    device = None
+    if api_token is not None:
+        if api_token.expires_at <= now:
+            raise UnauthenticatedError("The token has expired; log in again.")
+        user = session.get(User, api_token.user_id)
+    else:
+        device = session.scalar(select(Device).where(Device.token_hash == digest))
+        if device is None:
+            raise UnauthenticatedError()
+        if device.revoked_at is not None:
+            raise DeviceRevokedError()
+        user = session.get(User, device.user_id)
+    if user is None or not user.active:
+        raise UnauthenticatedError("This account is disabled.")
+    g.user, g.device = user, device
+    g.actor = actor_for(session, user, device.id if device else None)
+    return g.actor
+
+
+def current_scope() -> Scope:
+    return Scope(authenticate())
+
+
+def coordinator_scope() -> Scope:
+    scope = current_scope()
+    scope.require_coordinator()
+    return scope
+
+
+def device_scope() -> tuple[Scope, Device]:
+    scope = current_scope()
+    scope.require_device()
+    return scope, g.device
+
+
+def token_expiry(hours: int) -> dt.datetime:
+    return utcnow() + dt.timedelta(hours=hours)

@@ -1,0 +1,61 @@
+"""Command-line verbs: ``flask --app wsgi create-user``, ``seed-demo``."""
+from __future__ import annotations
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from sync.errors import LianhuError
+from sync.models import Area, User
+from sync.policy import Actor, Scope
+
+from .extensions import db
+from .services import accounts
+
+
+def _admin_scope() -> Scope:
+    return Scope(Actor(user_id="cli", role="admin"))
+
+
+def init_app(app) -> None:
+    @app.cli.command("create-user")
+    @click.argument("username")
+    @click.option("--role", type=click.Choice(["admin", "coordinator", "member"]), default="admin")
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    @click.option("--display-name", default=None)
+    @click.option("--area", "area", default=None, help="area id or name (coordinators and members)")
+    def create_user(username, role, password, display_name, area):
+        """Create a user (the first admin is made this way)."""
+        area_id = None
+        if area:
+            found = db.session.scalar(select(Area).where((Area.id == area) | (Area.name == area)))
+            if found is None:
+                raise click.ClickException(f"no area {area!r}")
+            area_id = found.id
+        try:
+            user = accounts.create_user(db.session, _admin_scope(), {
+                "username": username, "display_name": display_name or username, "role": role,
+                "area_id": area_id, "password": password})
+            db.session.commit()
+        except LianhuError as exc:
+            db.session.rollback()
+            raise click.ClickException(f"{exc.code}: {exc.message} {exc.details or ''}") from None
+        click.echo(f"created {role} {user.username} ({user.id})")
+
+    @app.cli.command("seed-demo")
+    @click.option("--if-empty", is_flag=True, help="do nothing when the database already has users")
+    @click.option("--households", default=200, show_default=True)
+    def seed_demo(if_empty, households):
+        """Load a realistic demo community; prints a coordinator login and an enrollment code."""
+        from .demo import seed
+
+        if if_empty and db.session.scalar(select(User.id).limit(1)) is not None:
+            click.echo("database already has data; demo not loaded")
+            return
+        info = seed(db.session, households, current_app.config["ENROLLMENT_CODE_TTL_MINUTES"])
+        db.session.commit()
+        click.echo("Demo community loaded: " + info["community"])
+        click.echo(f"  coordinator login: {info['coordinator']} / {info['password']}")
+        click.echo(f"  admin login:       {info['admin']} / {info['password']}")
+        click.echo(f"  tablet enrollment code for member {info['member']}: {info['code']} "
+                   f"(valid {current_app.config['ENROLLMENT_CODE_TTL_MINUTES']} minutes)")

@@ -1,0 +1,112 @@
+"""The change log writer.
+
+Why numbers are handed out at commit time: pull cursors are "the highest ``seq`` seen". If ``seq`` came from
+a sequence while a transaction runs, a transaction holding 41 could commit after one holding 42, and a pull
+between the two commits would move past 41 for good. So the engine collects a transaction's changes in the
+session and writes them in a ``before_commit`` hook, after taking the single ``change_counter`` row with an
+``UPDATE``. That row lock is held until the commit completes, so the next transaction can take numbers only
+after this one is visible: ``seq`` order is commit order, and a reader that sees ``seq`` = n also sees every
+smaller number that will ever exist. Only the last moment of each write transaction (the counter update,
+one bulk insert and the commit) is serialised; the work of applying ops runs in parallel.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import event, insert, update
+from sqlalchemy.orm import Session
+
+from .models import ChangeCounter, ChangeLog, utcnow
+
+PENDING_KEY = "lianhu.pending_changes"
+
+
+def json_value(value: Any) -> Any:
+    """A value as it is stored in the change log and sent on the wire."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: json_value(v) for k, v in value.items()}
+    return value
+
+
+def record_change(
+    session: Session,
+    *,
+    entity: str,
+    record_id: str,
+    community_id: str,
+    household_id: str | None,
+    action: str,
+    version: int | None,
+    fields: dict[str, list[Any]] | None = None,
+    device_id: str | None = None,
+    user_id: str | None = None,
+    recorded_at: dt.datetime | None = None,
+    audience_user_id: str | None = None,
+    former_user_id: str | None = None,
+) -> None:
+    """Queue one change; it is numbered and written when the session commits."""
+    pending_changes(session).append(
+        {
+            "community_id": community_id,
+            "household_id": household_id,
+            "audience_user_id": audience_user_id,
+            "former_user_id": former_user_id,
+            "entity": entity,
+            "record_id": record_id,
+            "version": version,
+            "action": action,
+            "fields": {k: [json_value(o), json_value(n)] for k, (o, n) in (fields or {}).items()},
+            "device_id": device_id,
+            "user_id": user_id,
+            "recorded_at": recorded_at or utcnow(),
+            "created_at": utcnow(),
+        }
+    )
+
+
+def pending_changes(session: Session) -> list[dict[str, Any]]:
+    return session.info.setdefault(PENDING_KEY, [])
+
+
+def write_pending_changes(session: Session) -> None:
+    """Number the queued changes in commit order and insert them (called just before commit)."""
+    rows = session.info.pop(PENDING_KEY, None)
+    if not rows:
+        return
+    last = session.execute(
+        update(ChangeCounter)
+        .where(ChangeCounter.id == 1)
+        .values(value=ChangeCounter.value + len(rows))
+        .returning(ChangeCounter.value)
+    ).scalar_one_or_none()
+    if last is None:
+        session.add(ChangeCounter(id=1, value=len(rows)))
+        session.flush()
+        last = len(rows)
+    first = last - len(rows) + 1
+    for offset, row in enumerate(rows):
+        row["seq"] = first + offset
+    session.execute(insert(ChangeLog), rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _number_changes_before_commit(session: Session) -> None:
+    write_pending_changes(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_changes_after_rollback(session: Session) -> None:
+    session.info.pop(PENDING_KEY, None)

@@ -1,0 +1,156 @@
+"""Push: apply a device's batch of ops exactly once, in order, in one transaction.
+
+The caller validates each op's fields (the wire format lives in ``schemas/``) and hands the engine a
+``Batch`` whose invalid ops already carry their error; the engine decides everything else. It never
+commits: the caller commits once the push returns, or rolls back on any exception.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .apply import Change, apply_change
+from .changes import json_value, pending_changes
+from .errors import ConflictError, OpRejected, SchemaUnsupportedError
+from .models import Device, OpLog, QuarantinedOp, SyncBatch, utcnow
+from .policy import Actor
+from .settings import SyncSettings
+
+
+@dataclass
+class Op:
+    op_id: str
+    entity: str | None
+    record_id: str | None
+    action: str | None
+    base_version: int | None
+    recorded_at: dt.datetime | None
+    data: dict[str, Any]
+    raw: Any
+    """The op exactly as sent (for the content hash and the quarantine)."""
+    error: OpRejected | None = None
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    client_time: dt.datetime
+    ops: list[Op]
+    client: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_hash(value: Any) -> str:
+    return hashlib.sha256(
+        json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
+
+
+def op_content_hash(op: Op) -> str:
+    """Entity, id, action, base_version, recorded_at and data: what makes a replay "the same op"."""
+    raw = op.raw if isinstance(op.raw, dict) else {"raw": op.raw}
+    content = {k: raw.get(k) for k in ("entity", "id", "action", "base_version", "data")}
+    content["recorded_at"] = json_value(op.recorded_at) if op.recorded_at else raw.get("recorded_at")
+    return canonical_hash(content)
+
+
+def batch_content_hash(batch: Batch) -> str:
+    return canonical_hash([[op.op_id, op_content_hash(op)] for op in batch.ops])
+
+
+def _result(op_id, status, version=None, conflicts=None, error=None) -> dict[str, Any]:
+    return {"op_id": op_id, "status": status, "version": version, "conflicts": conflicts or [],
+            "error": error}
+
+
+def push(session: Session, actor: Actor, device: Device, batch: Batch, settings: SyncSettings,
+         now: dt.datetime | None = None) -> dict[str, Any]:
+    """Apply ``batch`` for ``device`` and answer one result per op, in order.
+
+    A replayed batch (same ``batch_id`` and ops) answers its stored results and applies nothing;
+    the same ``batch_id`` with other ops raises ``ConflictError``. A concurrent duplicate of a batch
+    still in flight blocks on the batch row's key and fails with an integrity error: the caller rolls
+    back and calls again, and then gets the replay.
+    """
+    now = now or utcnow()
+    schema_version = (batch.client or {}).get("schema_version")
+    if schema_version is not None and schema_version not in settings.supported_schema_versions:
+        raise SchemaUnsupportedError(details={"supported": list(settings.supported_schema_versions)})
+    content_hash = batch_content_hash(batch)
+    stored = session.get(SyncBatch, (device.id, batch.batch_id))
+    if stored is not None:
+        if stored.content_hash != content_hash:
+            raise ConflictError("This batch_id was used for other ops.", {"batch_id": batch.batch_id})
+        return {"batch_id": batch.batch_id, "server_time": now, "results": stored.results}
+    record = SyncBatch(device_id=device.id, batch_id=batch.batch_id, content_hash=content_hash,
+                       results=[], created_at=now)
+    session.add(record)
+    session.flush()  # claim the batch id first, so a concurrent resend waits here
+
+    offset = now - batch.client_time
+    device.clock_offset_seconds = offset.total_seconds()
+    device.last_seen_at = device.last_sync_at = now
+    if batch.client:
+        device.app_version = batch.client.get("app_version") or device.app_version
+        device.schema_version = batch.client.get("schema_version") or device.schema_version
+
+    known = {
+        row.op_id: row
+        for row in session.scalars(select(OpLog).where(
+            OpLog.device_id == device.id, OpLog.op_id.in_([op.op_id for op in batch.ops])))
+    }
+    results = []
+    for op in batch.ops:
+        results.append(_push_one(session, actor, device, batch, op, offset, known, settings, now))
+    record.results = results
+    return {"batch_id": batch.batch_id, "server_time": now, "results": results}
+
+
+def _push_one(session, actor, device, batch, op, offset, known, settings, now) -> dict[str, Any]:
+    content_hash = op_content_hash(op)
+    previous = known.get(op.op_id)
+    if previous is not None:
+        if previous.content_hash != content_hash:
+            error = OpRejected("op_id_reused", "This op_id was used for another op.", {"op_id": op.op_id})
+            _quarantine(session, actor, device, batch, op, error, offset, now)
+            return _result(op.op_id, "rejected", error=error.as_dict())
+        original = previous.result
+        if original["status"] == "rejected":
+            return _result(op.op_id, "rejected", error=original["error"])
+        return _result(op.op_id, "duplicate", original["version"], original.get("conflicts"))
+
+    if op.error is not None:
+        result = _result(op.op_id, "rejected", error=op.error.as_dict())
+        _quarantine(session, actor, device, batch, op, op.error, offset, now)
+    else:
+        change = Change(op.entity, op.record_id, op.action, op.data, op.base_version, op.recorded_at + offset)
+        queued = len(pending_changes(session))
+        savepoint = session.begin_nested()
+        try:
+            outcome = apply_change(session, actor, change, settings, now)
+            savepoint.commit()
+            result = _result(op.op_id, outcome.status, outcome.version,
+                             [c.as_dict() for c in outcome.conflicts])
+        except OpRejected as error:
+            savepoint.rollback()
+            del pending_changes(session)[queued:]
+            result = _result(op.op_id, "rejected", error=error.as_dict())
+            _quarantine(session, actor, device, batch, op, error, offset, now)
+    entry = OpLog(device_id=device.id, op_id=op.op_id, batch_id=batch.batch_id, content_hash=content_hash,
+                  result=result, created_at=now)
+    session.add(entry)
+    known[op.op_id] = entry
+    return result
+
+
+def _quarantine(session, actor, device, batch, op, error: OpRejected, offset, now) -> None:
+    session.add(QuarantinedOp(
+        device_id=device.id, user_id=actor.user_id, batch_id=batch.batch_id, op_id=op.op_id,
+        op=json_value(op.raw), error=error.as_dict(), status="open",
+        client_offset_seconds=offset.total_seconds(), created_at=now,
+    ))
