@@ -104,6 +104,16 @@ def coordinator_scope() -> Scope:
     return scope
 
 
+def coordinators_only(blueprint, public: tuple[str, ...] = ()) -> None:
+    """Check the token and the role of every call of ``blueprint`` (except the views named in ``public``)
+    before its body is read: a caller without the right token gets 401/403, never validation details."""
+
+    @blueprint.before_request
+    def _require_coordinator():
+        if request.endpoint and request.endpoint.rsplit(".", 1)[-1] not in public:
+            coordinator_scope()
+
+
 def device_scope() -> tuple[Scope, Device]:
     scope = current_scope()
     scope.require_device()

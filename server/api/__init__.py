@@ -1,11 +1,30 @@
 """The HTTP API (``/api/v1``) and its OpenAPI document, generated from the schemas."""
 from __future__ import annotations
 
-from flask_smorest import Api
+from flask_smorest import Api, Blueprint
+from webargs import core as webargs_core
+from webargs.flaskparser import FlaskParser
 
 from schemas.base import ErrorSchema
 
 from .. import errors
+
+
+class JsonBodyParser(FlaskParser):
+    """Read a request body as JSON whatever its ``Content-Type``.
+
+    webargs reads a body only when it is declared ``application/json`` and silently treats any other body
+    as absent, so a careful client that forgot the header would get "missing field" errors about fields it
+    did send. Every body this API takes is JSON, so it is parsed as such; text that is not JSON answers
+    400 ``malformed_json`` as usual.
+    """
+
+    def _raw_load_json(self, req):
+        return webargs_core.parse_json(req.get_data(cache=True))
+
+
+# Set on the class before any route module is imported: ``@blp.arguments`` binds the parser when it decorates.
+Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
 class LianhuApi(Api):

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from schemas import accounts as s
 from schemas.base import PageArgsQuery
 
-from ..auth import coordinator_scope
+from ..auth import coordinator_scope, coordinators_only
 from ..extensions import db
 from ..services import accounts
 from ..uow import write
@@ -18,6 +18,8 @@ areas_blp = Blueprint("areas", __name__, url_prefix="/api/v1/areas", description
 users_blp = Blueprint("users", __name__, url_prefix="/api/v1/users", description="Members and coordinators")
 devices_blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Tablets")
 BLUEPRINTS = (auth_blp, areas_blp, users_blp, devices_blp)
+for _blueprint in (areas_blp, users_blp, devices_blp):
+    coordinators_only(_blueprint, public=("Enroll",))
 
 
 @auth_blp.route("/token")

@@ -7,13 +7,14 @@ from flask_smorest import Blueprint
 from schemas import accounts as s
 from schemas.entities import HouseholdRecord
 
-from ..auth import coordinator_scope
+from ..auth import coordinator_scope, coordinators_only
 from ..extensions import db
 from ..services import households
 from ..uow import write
 
 blp = Blueprint("households", __name__, url_prefix="/api/v1/households", description="Households and pairings")
 BLUEPRINTS = (blp,)
+coordinators_only(blp)
 
 
 @blp.route("")
