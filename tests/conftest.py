@@ -29,6 +29,10 @@ def _app(tmp_path_factory):
         "TESTING": True,
         # a cheaper (still salted, still slow-by-design) hash keeps hundreds of logins quick in tests
         "PASSWORD_HASH_METHOD": "pbkdf2:sha256:2000",
+        # the suite logs in and enrolls hundreds of times from one address; tests of the limits set their own
+        "RATE_LIMIT_LOGIN_USER": "1000000/300",
+        "RATE_LIMIT_LOGIN_ADDRESS": "1000000/300",
+        "RATE_LIMIT_ENROLL_ADDRESS": "1000000/300",
     })
     with app.app_context():
         db.session.close()
