@@ -22,6 +22,23 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "FEEDBACK_DUE_DAYS": ("7", "days to bring a resolution back to the household"),
     "HISTORY_DAYS": ("365", "how long record history (and pull cursors) reach back"),
     "SQLITE_BUSY_TIMEOUT_MS": ("15000", "how long a SQLite writer waits for the lock"),
+    "VISIT_INTERVAL_DAYS_BY_TAG": ("独居老人:7,残疾人:14,低保户:14",
+                                   "visit interval by household tag, `tag:days,...` (the shortest applies)"),
+    "VISIT_INTERVAL_DAYS_DEFAULT": ("30", "visit interval of a household with no own interval and no listed tag"),
+    "POINTS_APPROVED_VISIT": ("2", "points a member earns for a visit a coordinator approved"),
+    "POINTS_ASSISTANCE_LOG": ("1", "points a member earns for an assistance log"),
+    "POINTS_CLOSED_REQUEST": ("3", "points a member earns for delivering the feedback that closed a request"),
+    "OUTBOX_GATEWAY": ("log", "how outbox messages leave: `log` (record and log them) or `http`"),
+    "OUTBOX_HTTP_URL": (None, "where the `http` gateway POSTs each message as JSON (required for `http`)"),
+    "OUTBOX_HTTP_TOKEN": (None, "sent as `Authorization: Bearer` by the `http` gateway, when set"),
+    "OUTBOX_HTTP_TIMEOUT_SECONDS": ("10", "how long the `http` gateway waits for an answer"),
+    "OUTBOX_MAX_ATTEMPTS": ("8", "deliveries tried before a message is marked failed"),
+    "OUTBOX_BACKOFF_SECONDS": ("30", "wait before the first retry; doubled after each failure"),
+    "OUTBOX_BACKOFF_MAX_SECONDS": ("3600", "longest wait between retries"),
+    "OUTBOX_LEASE_SECONDS": ("300", "a claimed message whose worker died is claimed again after this"),
+    "OUTBOX_BATCH_SIZE": ("20", "messages a worker claims at a time"),
+    "WORKER_POLL_SECONDS": ("5", "the worker's pause when the outbox is empty"),
+    "SWEEP_INTERVAL_SECONDS": ("3600", "how often the worker runs the sweeps (due visits)"),
 }
 
 
@@ -54,6 +71,17 @@ def _secret_key(path: Path) -> str:
     return key
 
 
+def _days_by_tag(text: str) -> dict[str, int]:
+    """``tag:days,tag:days`` → {tag: days}; a malformed entry stops the app at start."""
+    result = {}
+    for entry in filter(None, (part.strip() for part in (text or "").split(","))):
+        tag, sep, days = entry.rpartition(":")
+        if not sep or not tag.strip() or not days.strip().isdigit() or int(days) < 1:
+            raise RuntimeError(f"VISIT_INTERVAL_DAYS_BY_TAG: cannot read {entry!r} (expected tag:days)")
+        result[tag.strip()] = int(days)
+    return result
+
+
 def load(overrides: dict | None = None) -> dict:
     """Defaults, then the environment, then ``overrides`` (tests)."""
     overrides = dict(overrides or {})
@@ -82,6 +110,24 @@ def load(overrides: dict | None = None) -> dict:
         "FEEDBACK_DUE_DAYS": int(env("FEEDBACK_DUE_DAYS")),
         "HISTORY_DAYS": int(env("HISTORY_DAYS")),
         "SQLITE_BUSY_TIMEOUT_MS": int(env("SQLITE_BUSY_TIMEOUT_MS")),
+        "VISIT_INTERVAL_DAYS_BY_TAG": _days_by_tag(env("VISIT_INTERVAL_DAYS_BY_TAG")),
+        "VISIT_INTERVAL_DAYS_DEFAULT": int(env("VISIT_INTERVAL_DAYS_DEFAULT")),
+        "POINTS": {
+            "approved_visit": int(env("POINTS_APPROVED_VISIT")),
+            "assistance_log": int(env("POINTS_ASSISTANCE_LOG")),
+            "closed_request": int(env("POINTS_CLOSED_REQUEST")),
+        },
+        "OUTBOX_GATEWAY": env("OUTBOX_GATEWAY"),
+        "OUTBOX_HTTP_URL": env("OUTBOX_HTTP_URL"),
+        "OUTBOX_HTTP_TOKEN": env("OUTBOX_HTTP_TOKEN"),
+        "OUTBOX_HTTP_TIMEOUT_SECONDS": float(env("OUTBOX_HTTP_TIMEOUT_SECONDS")),
+        "OUTBOX_MAX_ATTEMPTS": int(env("OUTBOX_MAX_ATTEMPTS")),
+        "OUTBOX_BACKOFF_SECONDS": float(env("OUTBOX_BACKOFF_SECONDS")),
+        "OUTBOX_BACKOFF_MAX_SECONDS": float(env("OUTBOX_BACKOFF_MAX_SECONDS")),
+        "OUTBOX_LEASE_SECONDS": float(env("OUTBOX_LEASE_SECONDS")),
+        "OUTBOX_BATCH_SIZE": int(env("OUTBOX_BATCH_SIZE")),
+        "WORKER_POLL_SECONDS": float(env("WORKER_POLL_SECONDS")),
+        "SWEEP_INTERVAL_SECONDS": float(env("SWEEP_INTERVAL_SECONDS")),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "API_TITLE": "Lianhu",
         "API_VERSION": "v1",

@@ -408,6 +408,10 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None]
+    # A worker claims a message for a lease: it sends outside any transaction, then marks it sent
+    # only while its claim still holds, so a message is marked sent once even if a lease ran out.
+    claim_token: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[dt.datetime | None]
 
 
 class RateLimitHit(Base):

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import InvalidTransitionError
-from .models import Household, OutboxMessage, Pairing, Request, RequestEvent, Task, utcnow
+from .models import Household, OutboxMessage, Pairing, Request, RequestEvent, Task, new_id, utcnow
 from .policy import Actor
 from .settings import SyncSettings
 
@@ -97,6 +97,65 @@ def after_event(session: Session, actor: Actor, event: RequestEvent, settings: S
     write_fields(session, actor, "request", request, state, now)
     _reconcile_feedback_task(session, actor, request, now)
     return request
+
+
+COORDINATOR_EVENT_FIELDS = ("request_id", "action", "note", "handler", "due_at", "occurred_at", "effective_at")
+
+
+def record_coordinator_event(session: Session, actor: Actor, request: Request, action: str,
+                             settings: SyncSettings, now: dt.datetime | None = None, *,
+                             note: str | None = None, handler: str | None = None,
+                             due_at: dt.datetime | None = None) -> RequestEvent:
+    """An event decided at a desk (assign, resolve, reopen, comment), effective now.
+
+    It is stored and checked exactly like an event pushed from a tablet (``accept_event`` then
+    ``after_event``), so one rule set decides the request's status whoever moved it. It is logged
+    as a ``request_event`` create, so the paired member's tablet pulls it with the request.
+    Raises ``InvalidTransitionError`` when the request's current status does not allow ``action``.
+    """
+    from .apply import log_record
+
+    now = now or utcnow()
+    event = RequestEvent(
+        id=new_id(), request_id=request.id, household_id=request.household_id,
+        community_id=request.community_id, action=action, note=note, handler=handler, due_at=due_at,
+        occurred_at=now, version=1, created_at=now, updated_at=now, author_id=actor.user_id,
+        origin_device_id=actor.device_id,
+    )
+    accept_event(session, actor, event, now, settings, now)
+    session.add(event)
+    session.flush()
+    log_record(session, actor, "request_event", event, "create",
+               {k: [None, getattr(event, k)] for k in COORDINATOR_EVENT_FIELDS}, now)
+    after_event(session, actor, event, settings, now)
+    return event
+
+
+def is_overdue(request: Request, now: dt.datetime) -> bool:
+    """Late to handle (open or assigned past ``due_at``) or late to bring back (resolved past
+    ``feedback_due_at``). ``server.services.requests`` holds the same rule as a query."""
+    if request.status in ("open", "assigned"):
+        return request.due_at is not None and request.due_at < now
+    if request.status == "resolved":
+        return request.feedback_due_at is not None and request.feedback_due_at < now
+    return False
+
+
+# --- due visits -----------------------------------------------------------------------------------
+
+
+def visit_interval_days(household: Household, settings: SyncSettings) -> int:
+    """The household's own interval, else the shortest interval of its tags, else the default."""
+    if household.visit_interval_days:
+        return household.visit_interval_days
+    by_tag = [settings.visit_interval_days[t] for t in (household.tags or []) if t in settings.visit_interval_days]
+    return min(by_tag, default=settings.default_visit_interval_days)
+
+
+def visit_due_at(household: Household, settings: SyncSettings) -> dt.datetime:
+    """When the next visit is due: an interval after the last visit (or after the household was added)."""
+    since = household.last_visited_at or household.created_at
+    return since + dt.timedelta(days=visit_interval_days(household, settings))
 
 
 def paired_member(session: Session, household_id: str) -> str | None:

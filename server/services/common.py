@@ -11,7 +11,9 @@ from sync.settings import SyncSettings
 def sync_settings() -> SyncSettings:
     c = current_app.config
     return SyncSettings(request_due_days=dict(c["REQUEST_DUE_DAYS"]), feedback_due_days=c["FEEDBACK_DUE_DAYS"],
-                        history_days=c["HISTORY_DAYS"])
+                        history_days=c["HISTORY_DAYS"],
+                        visit_interval_days=dict(c["VISIT_INTERVAL_DAYS_BY_TAG"]),
+                        default_visit_interval_days=c["VISIT_INTERVAL_DAYS_DEFAULT"])
 
 
 def paginate(session, stmt, page: int, per_page: int, order_by) -> dict:
