@@ -47,6 +47,10 @@ def create_app(config: dict | None = None) -> Flask:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
+    from .services import audit
+
+    audit.init_app(app)  # after the headers hook, so that it runs before it on the way out
+
     @app.get("/healthz")
     def healthz():
         """The process is up."""

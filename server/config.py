@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -22,6 +23,12 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "FEEDBACK_DUE_DAYS": ("7", "days to bring a resolution back to the household"),
     "HISTORY_DAYS": ("365", "how long record history (and pull cursors) reach back"),
     "SQLITE_BUSY_TIMEOUT_MS": ("15000", "how long a SQLite writer waits for the lock"),
+    "RATE_LIMIT_LOGIN_USER": ("10/300", "POST /auth/token attempts per username, `attempts/seconds`"),
+    "RATE_LIMIT_LOGIN_ADDRESS": ("100/300", "POST /auth/token attempts per client address, `attempts/seconds`"),
+    "RATE_LIMIT_ENROLL_ADDRESS": ("20/300", "POST /devices/enroll attempts per client address, `attempts/seconds`"),
+    "OP_LOG_DAYS": ("180", "how long pushed op ids and batch answers are kept for replays (at least 90)"),
+    "QUARANTINE_DAYS": ("365", "how long handled (retried or discarded) quarantined ops are kept"),
+    "AUDIT_DAYS": ("1095", "how long the audit log of personal-data reads is kept"),
     "VISIT_INTERVAL_DAYS_BY_TAG": ("独居老人:7,残疾人:14,低保户:14",
                                    "visit interval by household tag, `tag:days,...` (the shortest applies)"),
     "VISIT_INTERVAL_DAYS_DEFAULT": ("30", "visit interval of a household with no own interval and no listed tag"),
@@ -82,6 +89,21 @@ def _days_by_tag(text: str) -> dict[str, int]:
     return result
 
 
+def _rate_limit(name: str) -> str:
+    """``attempts/seconds``, checked at start so a typo cannot switch a limit off."""
+    text = env(name)
+    if not re.fullmatch(r"[1-9][0-9]*/[1-9][0-9]*", text or ""):
+        raise RuntimeError(f"{name} must look like 10/300 (attempts/seconds), not {text!r}")
+    return text
+
+
+def _at_least(name: str, minimum: int) -> int:
+    value = int(env(name))
+    if value < minimum:
+        raise RuntimeError(f"{name} must be at least {minimum}")
+    return value
+
+
 def load(overrides: dict | None = None) -> dict:
     """Defaults, then the environment, then ``overrides`` (tests)."""
     overrides = dict(overrides or {})
@@ -110,6 +132,12 @@ def load(overrides: dict | None = None) -> dict:
         "FEEDBACK_DUE_DAYS": int(env("FEEDBACK_DUE_DAYS")),
         "HISTORY_DAYS": int(env("HISTORY_DAYS")),
         "SQLITE_BUSY_TIMEOUT_MS": int(env("SQLITE_BUSY_TIMEOUT_MS")),
+        "RATE_LIMIT_LOGIN_USER": _rate_limit("RATE_LIMIT_LOGIN_USER"),
+        "RATE_LIMIT_LOGIN_ADDRESS": _rate_limit("RATE_LIMIT_LOGIN_ADDRESS"),
+        "RATE_LIMIT_ENROLL_ADDRESS": _rate_limit("RATE_LIMIT_ENROLL_ADDRESS"),
+        "OP_LOG_DAYS": _at_least("OP_LOG_DAYS", 90),
+        "QUARANTINE_DAYS": _at_least("QUARANTINE_DAYS", 1),
+        "AUDIT_DAYS": _at_least("AUDIT_DAYS", 1),
         "VISIT_INTERVAL_DAYS_BY_TAG": _days_by_tag(env("VISIT_INTERVAL_DAYS_BY_TAG")),
         "VISIT_INTERVAL_DAYS_DEFAULT": int(env("VISIT_INTERVAL_DAYS_DEFAULT")),
         "POINTS": {

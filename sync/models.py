@@ -423,6 +423,28 @@ class RateLimitHit(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class AuditEvent(Base):
+    """Who read or exported which household's personal data, when, and through which call.
+
+    One row per household and call, so "who has seen this family's data" is one indexed query.
+    """
+
+    __tablename__ = "audit_log"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[str] = mapped_column(UUID, index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    device_id: Mapped[str | None] = mapped_column(UUID)
+    action: Mapped[str] = mapped_column(String(20))
+    entity: Mapped[str] = mapped_column(String(30))
+    household_id: Mapped[str] = mapped_column(UUID)
+    community_id: Mapped[str | None] = mapped_column(UUID, index=True)
+    endpoint: Mapped[str | None] = mapped_column(String(200))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_log_household_at", "household_id", "at"),)
+
+
 SYNCED_MODELS: dict[str, type[SyncedRecord]] = {
     "household": Household,
     "resident": Resident,

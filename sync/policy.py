@@ -130,6 +130,11 @@ class Scope:
         if self.actor.is_device or self.actor.role not in ("admin", "coordinator"):
             raise ForbiddenError("This call is for coordinators.")
 
+    def require_admin(self) -> None:
+        """Admins' calls (the audit log): a user token of an admin, never a device."""
+        if self.actor.is_device or self.actor.role != "admin":
+            raise ForbiddenError("This call is for admins.")
+
     def require_device(self) -> None:
         if not self.actor.is_device:
             raise ForbiddenError("This call needs a device token.")

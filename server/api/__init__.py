@@ -40,13 +40,13 @@ api = LianhuApi()
 
 
 def init_app(app) -> None:
-    from . import accounts, households, ops, requests, review, sync
+    from . import accounts, audit, households, ops, requests, review, sync
 
     app.config.setdefault("API_SPEC_OPTIONS", {
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     })
     api.init_app(app)
-    for module in (accounts, households, sync, requests, review, ops):
+    for module in (accounts, households, sync, requests, review, ops, audit):
         for blueprint in module.BLUEPRINTS:
             api.register_blueprint(blueprint)

@@ -9,6 +9,7 @@ from schemas import accounts as s
 from schemas.base import PageArgsQuery
 
 from ..auth import coordinator_scope, coordinators_only
+from .. import ratelimit
 from ..extensions import db
 from ..services import accounts
 from ..uow import write
@@ -27,9 +28,11 @@ class Token(MethodView):
     @auth_blp.arguments(s.LoginArgs)
     @auth_blp.response(200, s.LoginAnswer)
     @auth_blp.alt_response(401, description="invalid_credentials")
+    @auth_blp.alt_response(429, description="rate_limited (with Retry-After)")
     @write
     def post(self, args):
         """Log in with username and password; answers a user token."""
+        ratelimit.check_login(args["username"])
         return accounts.login(db.session, args["username"], args["password"], current_app.config["TOKEN_TTL_HOURS"])
 
 
@@ -91,9 +94,11 @@ class Enroll(MethodView):
     @devices_blp.arguments(s.EnrollArgs)
     @devices_blp.response(201, s.EnrollAnswer)
     @devices_blp.alt_response(410, description="code_used")
+    @devices_blp.alt_response(429, description="rate_limited (with Retry-After)")
     @write
     def post(self, args):
         """Enroll a tablet with an enrollment code; answers its device token."""
+        ratelimit.check_enroll()
         return accounts.enroll(db.session, args["code"], args["name"], args.get("platform"))
 
 

@@ -9,6 +9,7 @@ from sync.errors import NotFoundError, OpRejected, ValidationFailedError
 from sync.models import Area, Household, Pairing, new_id, utcnow
 from sync.policy import Scope
 
+from . import audit
 from .common import as_call_error, paginate, sync_settings
 
 
@@ -50,11 +51,15 @@ def search(session: Session, scope: Scope, area_id: str | None, q: str | None, p
         Pairing.household_id.in_([h.id for h in result["items"]]))).all())
     for household in result["items"]:
         household.member_id = pairings.get(household.id)
+    audit.record(scope.actor, "list", result["items"])
+    result["items"] = audit.masked(result["items"])
     return result
 
 
 def get(session: Session, scope: Scope, household_id: str) -> Household:
-    return with_pairing(session, scope.require(session, Household, household_id))
+    household = with_pairing(session, scope.require(session, Household, household_id))
+    audit.record(scope.actor, "read", [household])
+    return household
 
 
 def edit(session: Session, scope: Scope, household_id: str, base_version: int, data: dict) -> Household:
