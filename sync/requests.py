@@ -158,6 +158,30 @@ def visit_due_at(household: Household, settings: SyncSettings) -> dt.datetime:
     return since + dt.timedelta(days=visit_interval_days(household, settings))
 
 
+def open_due_visit_task(session: Session, actor: Actor, household: Household, member_id: str,
+                        due_at: dt.datetime, message: str, now: dt.datetime) -> Task | None:
+    """A ``due_visit`` task for the household's member, unless one is already open (never two).
+
+    It closes itself when a visit to the household arrives (``after_visit``) and moves with the
+    household when it is re-paired (``after_pairing``).
+    """
+    from .apply import log_record
+
+    if session.scalar(select(Task.id).where(
+            Task.household_id == household.id, Task.kind == "due_visit", Task.status == "open",
+            Task.deleted_at.is_(None)).limit(1)) is not None:
+        return None
+    task = Task(id=new_id(), kind="due_visit", household_id=household.id, request_id=None, member_id=member_id,
+                message=message, due_at=due_at, status="open", community_id=household.community_id,
+                version=1, created_at=now, updated_at=now, author_id=actor.user_id)
+    session.add(task)
+    session.flush()
+    log_record(session, actor, "task", task, "create",
+               {k: [None, getattr(task, k)] for k in ("kind", "household_id", "member_id", "message", "due_at",
+                                                       "status")}, now)
+    return task
+
+
 def paired_member(session: Session, household_id: str) -> str | None:
     pairing = session.get(Pairing, household_id)
     return pairing.member_id if pairing else None
