@@ -1,0 +1,76 @@
+"""Real gunicorn for end-to-end tests: a fresh schema, an admin made on the command line, 2+ workers on a
+free port of 127.0.0.1. The database is ``DATABASE_URL`` when set (PostgreSQL in CI), else a SQLite file."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = "e2e-admin-password"
+RESET_SCHEMA = (
+    "from server import create_app\n"
+    "from server.extensions import db\n"
+    "from sync.models import Base\n"
+    "app = create_app()\n"
+    "with app.app_context():\n"
+    "    Base.metadata.drop_all(db.engine)\n"
+    "    Base.metadata.create_all(db.engine)\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("gunicorn did not become ready")
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """``{"url", "admin", "password", "database"}`` of a gunicorn serving a fresh database."""
+    folder = tmp_path_factory.mktemp("e2e")
+    database = os.environ.get("DATABASE_URL") or f"sqlite:///{folder / 'e2e.db'}"
+    env = {**os.environ, "DATABASE_URL": database, "INSTANCE_PATH": str(folder), "FLASK_APP": "wsgi",
+           "SECRET_KEY": "e2e-secret-key-0123456789abcdef", "LOG_LEVEL": "WARNING"}
+    subprocess.run([sys.executable, "-c", RESET_SCHEMA], cwd=ROOT, env=env, check=True)
+    subprocess.run([sys.executable, "-m", "flask", "create-user", "admin", "--role", "admin",
+                    "--password", ADMIN_PASSWORD], cwd=ROOT, env=env, check=True, capture_output=True)
+    port = _free_port()
+    log = open(folder / "gunicorn.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", os.environ.get("E2E_WORKERS", "3"), "--bind",
+         f"127.0.0.1:{port}", "--timeout", "60", "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process)
+        yield {"url": url, "admin": "admin", "password": ADMIN_PASSWORD, "database": database.split(":")[0],
+               "log": folder / "gunicorn.log"}
+    finally:
+        process.send_signal(signal.SIGTERM)  # the master stops its own workers
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
