@@ -23,12 +23,13 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
 
     from . import api as api_module
-    from . import cli, docs
+    from . import cli, console, docs
 
     api_module.init_app(app)
     errors.init_app(app)  # after flask-smorest, whose own handler it replaces
     cli.init_app(app)
     docs.init_app(app)
+    console.init_app(app)
 
     @app.before_request
     def _request_id():

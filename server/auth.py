@@ -71,6 +71,11 @@ def authenticate() -> Actor:
     token = _bearer()
     if token is None:
         raise UnauthenticatedError()
+    return authenticate_token(token)
+
+
+def authenticate_token(token: str) -> Actor:
+    """The caller behind ``token`` (a bearer header's, or the console session's), kept in ``g``."""
     digest = token_hash(token)
     session = db.session
     now = utcnow()

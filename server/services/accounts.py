@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from sync.errors import (
@@ -31,6 +31,11 @@ def login(session: Session, username: str, password: str, ttl_hours: int) -> dic
     session.add(ApiToken(user_id=user.id, token_hash=auth.token_hash(token),
                          expires_at=auth.token_expiry(ttl_hours)))
     return {"token": token, "user": user}
+
+
+def logout(session: Session, token: str) -> None:
+    """End a user token before its expiry (the console's logout)."""
+    session.execute(delete(ApiToken).where(ApiToken.token_hash == auth.token_hash(token)))
 
 
 # --- areas ----------------------------------------------------------------------------------------

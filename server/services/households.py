@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from sync.apply import Change, apply_change, set_pairing
 from sync.errors import NotFoundError, OpRejected, ValidationFailedError
-from sync.models import Area, Household, Pairing, new_id, utcnow
+from sync.models import Area, AssistanceLog, Household, Pairing, Request, Resident, Visit, new_id, utcnow
 from sync.policy import Scope
 
 from . import audit
@@ -87,4 +87,26 @@ def pair(session: Session, scope: Scope, household_id: str, member_id: str | Non
     return with_pairing(session, household)
 
 
+def residents(session: Session, scope: Scope, household_id: str) -> list[Resident]:
+    """The household's residents (the household must be in scope)."""
+    audit.record(scope.actor, "read", [scope.require(session, Household, household_id)], entity="resident")
+    return list(session.scalars(select(Resident).where(
+        Resident.household_id == household_id, scope.records(Resident), Resident.deleted_at.is_(None))
+        .order_by(Resident.created_at, Resident.id)))
 
+
+TIMELINE_SOURCES = ((Visit, "visit", Visit.visited_at), (AssistanceLog, "assistance_log", AssistanceLog.occurred_at),
+                    (Request, "request", Request.raised_at))
+
+
+def timeline(session: Session, scope: Scope, household_id: str, limit: int = 200) -> list[dict]:
+    """The household's visits, assistance and requests, newest first: ``{kind, at, record}``."""
+    audit.record(scope.actor, "read", [scope.require(session, Household, household_id)], entity="timeline")
+    entries = []
+    for model, kind, at in TIMELINE_SOURCES:
+        rows = session.scalars(select(model).where(
+            model.household_id == household_id, scope.records(model), model.deleted_at.is_(None))
+            .order_by(at.desc()).limit(limit))
+        entries += [{"kind": kind, "at": getattr(row, at.key), "record": row} for row in rows]
+    entries.sort(key=lambda e: e["at"], reverse=True)
+    return entries[:limit]
