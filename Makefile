@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test unit api e2e bench lint fmt migrate seed clean venv test-deps
+.PHONY: run test unit api e2e soak bench lint fmt migrate seed clean venv test-deps
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ api: test-deps
 
 e2e: test-deps
 	$(BIN)/python -m pytest -q tests/e2e
+
+# A longer fleet simulation on real gunicorn (SOAK_ROUNDS rounds; DATABASE_URL picks the database).
+SOAK_ROUNDS ?= 60
+soak: test-deps
+	LIANHU_SOAK=1 LIANHU_SOAK_ROUNDS=$(SOAK_ROUNDS) $(BIN)/python -m pytest -q -s tests/e2e/test_simulation.py
 
 bench: test-deps
 	$(BIN)/python -m bench.run --short
