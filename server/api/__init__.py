@@ -17,7 +17,12 @@ class JsonBodyParser(FlaskParser):
     as absent, so a careful client that forgot the header would get "missing field" errors about fields it
     did send. Every body this API takes is JSON, so it is parsed as such; text that is not JSON answers
     400 ``malformed_json`` as usual.
+
+    Query strings follow the schemas' own unknown-field policy (``BaseSchema``: unknown is an error), as
+    bodies do: a misspelt filter such as ``?areaid=`` must not silently answer the unfiltered list.
     """
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None}
 
     def _raw_load_json(self, req):
         return webargs_core.parse_json(req.get_data(cache=True))
