@@ -9,6 +9,7 @@ from sync.errors import LianhuError
 from sync.models import Area, User
 from sync.policy import Actor, Scope
 
+from . import worker
 from .extensions import db
 from .services import accounts
 
@@ -18,6 +19,8 @@ def _admin_scope() -> Scope:
 
 
 def init_app(app) -> None:
+    worker.init_app(app)  # worker, sweep
+
     @app.cli.command("create-user")
     @click.argument("username")
     @click.option("--role", type=click.Choice(["admin", "coordinator", "member"]), default="admin")

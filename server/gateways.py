@@ -1,0 +1,96 @@
+"""Where outbox messages leave the system: a gateway takes one message and delivers it, or raises.
+
+``log`` (the default) records the delivery in the log and keeps the last ones in memory, so a site
+without an SMS provider still sees what would have been sent; ``http`` POSTs each message as JSON to a
+configured URL, the shape an SMS provider's webhook takes. A gateway may be handed a message twice
+(a worker that died after sending but before marking it sent): ``http`` sends the message id as
+``Idempotency-Key`` so the receiving side can drop the repeat.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("lianhu.outbox")
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    id: str
+    kind: str
+    payload: dict[str, Any]
+    attempt: int
+
+
+class GatewayError(Exception):
+    """Delivery failed. ``permanent`` failures are not retried (the provider refused the message)."""
+
+    def __init__(self, message: str, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class Gateway(Protocol):
+    name: str
+
+    def send(self, message: OutgoingMessage) -> None:
+        """Deliver ``message`` or raise ``GatewayError``."""
+
+
+def mask_phone(phone: Any) -> str:
+    """Enough of a number to tell messages apart in a log, not enough to call it."""
+    text = str(phone or "")
+    return ("*" * max(len(text) - 4, 0)) + text[-4:]
+
+
+@dataclass
+class LogGateway:
+    name: str = "log"
+    sent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=1000))
+
+    def send(self, message: OutgoingMessage) -> None:
+        log.info("outbox %s %s to %s (attempt %d)", message.kind, message.id,
+                 mask_phone(message.payload.get("to")), message.attempt)
+        self.sent.append(message)
+
+
+@dataclass
+class HttpGateway:
+    url: str
+    token: str | None = None
+    timeout: float = 10.0
+    name: str = "http"
+
+    def send(self, message: OutgoingMessage) -> None:
+        body = json.dumps({"id": message.id, "kind": message.kind, **message.payload}, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": message.id}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            # the provider refused this message: trying it again cannot help (except when it asks us to)
+            permanent = 400 <= exc.code < 500 and exc.code not in (408, 429)
+            raise GatewayError(f"HTTP {exc.code} from the gateway", permanent=permanent) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise GatewayError(f"gateway unreachable: {exc}") from None
+
+
+def gateway_from_config(config) -> Gateway:
+    """The gateway the settings name; a wrong setting stops the worker at start, not at the first message."""
+    kind = config["OUTBOX_GATEWAY"]
+    if kind == "log":
+        return LogGateway()
+    if kind == "http":
+        url = config.get("OUTBOX_HTTP_URL")
+        if not url or not url.startswith(("http://", "https://")):
+            raise RuntimeError("OUTBOX_GATEWAY=http needs OUTBOX_HTTP_URL (an http:// or https:// URL)")
+        return HttpGateway(url, config.get("OUTBOX_HTTP_TOKEN"), config["OUTBOX_HTTP_TIMEOUT_SECONDS"])
+    raise RuntimeError(f"OUTBOX_GATEWAY must be log or http, not {kind!r}")
