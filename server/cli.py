@@ -45,6 +45,14 @@ def init_app(app) -> None:
             raise click.ClickException(f"{exc.code}: {exc.message} {exc.details or ''}") from None
         click.echo(f"created {role} {user.username} ({user.id})")
 
+    @app.cli.command("settings")
+    def show_settings():
+        """Print every setting: name, default and meaning."""
+        from .config import SETTINGS
+
+        for name, (default, meaning) in SETTINGS.items():
+            click.echo(f"{name:34} {default if default is not None else '(unset)':24} {meaning}")
+
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="do nothing when the database already has users")
     @click.option("--households", default=200, show_default=True)
