@@ -67,6 +67,8 @@ class FlakyTransport(Transport):
         self.servers, self.rng, self.config = servers, rng, config
         self.faults = True
         self.counts = {"requests": 0, "dropped requests": 0, "dropped answers": 0, "slowed": 0}
+        self.on_lost_push_answer = None
+        """Called with a push answer the tablet never saw: the ledger keeps it to compare with the replay."""
 
     def request(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         self.counts["requests"] += 1
@@ -80,6 +82,8 @@ class FlakyTransport(Transport):
         answer = Transport(base, self.timeout).request(method, path, body, token)
         if self.faults and self.rng.random() < self.config.drop_response:
             self.counts["dropped answers"] += 1
+            if path.startswith("/api/v1/sync/push") and self.on_lost_push_answer:
+                self.on_lost_push_answer(answer)
             raise NetworkError("answer lost on the way back (the server acted on it)")
         return answer
 
@@ -91,6 +95,7 @@ class Ledger:
         self.lock = threading.Lock()
         self.recorded: dict[str, dict] = {}
         self.answers: dict[str, list[dict]] = {}
+        self.lost_push_answers = 0
 
     def hooks(self, device_id: str):
         def on_record(op):
@@ -101,7 +106,13 @@ class Ledger:
             with self.lock:
                 self.answers.setdefault(op["op_id"], []).append(result)
 
-        return on_record, on_answer
+        def on_lost_push_answer(answer):
+            with self.lock:
+                self.lost_push_answers += 1
+                for result in answer["results"]:
+                    self.answers.setdefault(result["op_id"], []).append(result)
+
+        return on_record, on_answer, on_lost_push_answer
 
 
 class Coordinator:
@@ -305,7 +316,7 @@ class Simulation:
         tablet = Tablet.enroll(store, transport, code, name,
                                clock=lambda: dt.datetime.now(dt.timezone.utc) + skew,
                                backoff=Backoff(attempts=5, base=0.05, cap=0.5))
-        tablet.on_record, tablet.on_answer = self.ledger.hooks(tablet.device_id)
+        tablet.on_record, tablet.on_answer, transport.on_lost_push_answer = self.ledger.hooks(tablet.device_id)
         transport.faults = True
         return SimTablet(name, member, tablet, transport, rng, skew)
 
@@ -371,6 +382,10 @@ class Simulation:
         for key in ("syncs", "failed syncs", "offline rounds"):
             report.stats[f"tablet {key}"] = sum(t.stats[key] for t in self.tablets)
         report.stats["tablets"] = len(self.tablets)
+        report.stats["push answers lost after commit"] = self.ledger.lost_push_answers
+        codes = [a[-1]["error"]["code"] for a in self.ledger.answers.values() if a[-1]["status"] == "rejected"]
+        for code in set(codes):
+            report.stats[f"rejected {code}"] = codes.count(code)
         report.stats["largest clock skew (minutes)"] = int(max(abs(t.skew.total_seconds()) for t in self.tablets) // 60)
         return report
 
