@@ -14,6 +14,12 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Who 
 BLUEPRINTS = (blp,)
 
 
+@blp.before_request
+def _admins_only():
+    """Check the token and the role before the query is read."""
+    current_scope().require_admin()
+
+
 @blp.route("")
 class AuditLog(MethodView):
     @blp.arguments(s.AuditListArgs, location="query")

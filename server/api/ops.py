@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from schemas import ops as s
 
-from ..auth import coordinator_scope
+from ..auth import coordinator_scope, coordinators_only
 from ..extensions import db
 from ..services import conflicts, quarantine
 from ..uow import write
@@ -14,6 +14,8 @@ from ..uow import write
 conflicts_blp = Blueprint("conflicts", __name__, url_prefix="/api/v1/conflicts", description="Merge conflicts")
 quarantine_blp = Blueprint("quarantine", __name__, url_prefix="/api/v1/quarantine", description="Rejected ops")
 BLUEPRINTS = (conflicts_blp, quarantine_blp)
+for _blueprint in BLUEPRINTS:
+    coordinators_only(_blueprint)  # the token and role before the body
 
 
 @conflicts_blp.route("")

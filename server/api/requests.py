@@ -6,13 +6,15 @@ from flask_smorest import Blueprint
 
 from schemas import requests as s
 
-from ..auth import coordinator_scope
+from ..auth import coordinator_scope, coordinators_only
 from ..extensions import db
 from ..services import requests
 from ..uow import write
 
 blp = Blueprint("requests", __name__, url_prefix="/api/v1/requests", description="Residents' requests")
 BLUEPRINTS = (blp,)
+for _blueprint in BLUEPRINTS:
+    coordinators_only(_blueprint)  # the token and role before the body
 
 
 @blp.route("")

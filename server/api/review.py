@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from schemas import review as s
 
-from ..auth import coordinator_scope
+from ..auth import coordinator_scope, coordinators_only
 from ..extensions import db
 from ..services import points, review, stats, sweeps
 from ..services.common import sync_settings
@@ -18,6 +18,8 @@ due_blp = Blueprint("due-visits", __name__, url_prefix="/api/v1/due-visits", des
 members_blp = Blueprint("members", __name__, url_prefix="/api/v1/members", description="Members' points")
 stats_blp = Blueprint("stats", __name__, url_prefix="/api/v1/stats", description="Statistics")
 BLUEPRINTS = (visits_blp, due_blp, members_blp, stats_blp)
+for _blueprint in BLUEPRINTS:
+    coordinators_only(_blueprint)  # the token and role before the body
 
 
 @visits_blp.route("")

@@ -15,6 +15,12 @@ blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync", description="Tablet
 BLUEPRINTS = (blp,)
 
 
+@blp.before_request
+def _devices_only():
+    """Check the token (a tablet's, not revoked) before the body is read."""
+    device_scope()
+
+
 @blp.route("/push")
 class Push(MethodView):
     @blp.arguments(s.PushEnvelope)
