@@ -83,3 +83,29 @@ class AssignForm(BaseSchema):
 def end_of_day(day: dt.date | None) -> dt.datetime | None:
     """A due date picked as a day means the end of that day on the community's clock."""
     return dt.datetime.combine(day, dt.time(23, 59), ZoneInfo(TIMEZONE)) if day else None
+
+
+REVIEW_STATES = ("pending", "approved", "flagged")
+
+
+class VisitFilter(DateRange):
+    member_id = UUIDStr(load_default=None)
+    review = Str(load_default=None, validate=validate.OneOf(REVIEW_STATES))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000_000))
+
+
+class StatusFilter(BaseSchema):
+    status = Str(load_default="open", validate=validate.OneOf(("open", "resolved", "retried", "discarded", "all")))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000_000))
+
+
+class ConflictChoice(BaseSchema):
+    """Which side to keep: the value kept by the merge, or the one it discarded."""
+
+    choice = Str(required=True, validate=validate.OneOf(("kept", "discarded")))
+
+
+class QuarantineRetry(BaseSchema):
+    """``data``: the op's data corrected by the coordinator, as JSON; blank retries the op as sent."""
+
+    data = Text(load_default=None)

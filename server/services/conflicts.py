@@ -35,11 +35,16 @@ def _validated(entity: str, field: str, value):
         raise ValidationFailedError(details={"value": exc.messages.get(field, exc.messages)}) from None
 
 
-def resolve_conflict(session: Session, scope: Scope, conflict_id: str, value) -> Conflict:
-    """Set the field to the chosen value as a new version (pulled as usual) and close the conflict."""
+def get_conflict(session: Session, scope: Scope, conflict_id: str) -> Conflict:
     conflict = session.scalar(select(Conflict).where(Conflict.id == conflict_id, _in_scope(scope)))
     if conflict is None:
         raise NotFoundError("No such conflict.")
+    return conflict
+
+
+def resolve_conflict(session: Session, scope: Scope, conflict_id: str, value) -> Conflict:
+    """Set the field to the chosen value as a new version (pulled as usual) and close the conflict."""
+    conflict = get_conflict(session, scope, conflict_id)
     if conflict.status != "open":
         raise ConflictError("This conflict was already resolved.", {"status": conflict.status})
     typed = _validated(conflict.entity, conflict.field, value)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import io
 import re
 import uuid
@@ -240,3 +241,97 @@ def test_every_page_renders(world, console):
         response = console.get(path)
         assert response.status_code == 200, path
         assert "联户工作台" in text(response)
+
+
+def test_review_a_visit_and_the_author_pulls_it(world, console):
+    household = world.household(member="m1")
+    tablet = world.tablet("m1")
+    visit_id = str(uuid.uuid4())
+    tablet.push([op("visit", visit_id, data={"household_id": household["id"], "kind": "routine",
+                                             "visited_at": "2026-12-01T09:00:00+08:00", "summary": "送慰问品"})])
+    tablet.pull_all()
+    console.login()
+    listing = text(console.get(f"/console/visits?review=pending&member_id={world.users['m1']['id']}"
+                               "&date_from=2026-12-01&date_to=2026-12-01"))
+    assert visit_id in listing and "待审核" in listing
+    assert visit_id not in text(console.get("/console/visits?date_from=2026-12-02"))
+    assert console.post(f"/console/visits/{visit_id}/review", {"decision": "flagged", "comment": "请补充照片"}) \
+        .status_code == 303
+    assert "已标记" in text(console.get(f"/console/visits/{visit_id}"))
+    reviews = [c for c in tablet.pull_all() if c["entity"] == "review"]
+    assert reviews and reviews[-1]["data"]["comment"] == "请补充照片"
+
+
+def test_choose_a_side_of_a_conflict(world, console):
+    household = world.household(member="m1")
+    tablet = world.tablet("m1")
+    tablet.pull_all()
+    version = tablet.replica[("household", household["id"])]["version"]
+    edited = world.coordinator.patch(f"/api/v1/households/{household['id']}",
+                                     {"base_version": version, "head_name": "李桂兰"})
+    assert edited.status_code == 200
+    result = tablet.push([op("household", household["id"], "update", {"head_name": "王桂兰"}, version,
+                             recorded_at="2026-12-01T08:00:00+08:00")])
+    assert result["results"][0]["status"] == "merged"
+    console.login()
+    page = text(console.get("/console/conflicts"))
+    assert "李桂兰" in page and "王桂兰" in page
+    conflict_id = re.search(r'data-conflict="([^"]+)"', page).group(1)
+    assert console.post(f"/console/conflicts/{conflict_id}/resolve", {"choice": "discarded"}).status_code == 303
+    assert world.coordinator.get(f"/api/v1/households/{household['id']}").get_json()["head_name"] == "王桂兰"
+    assert 'data-conflict' not in text(console.get("/console/conflicts"))
+
+
+def test_quarantine_retry_corrected_and_discard(world, console):
+    household = world.household(member="m1")
+    tablet = world.tablet("m1")
+    bad = [op("visit", str(uuid.uuid4()), data={"household_id": household["id"], "kind": "chat",
+                                                "visited_at": "2026-12-01T09:00:00+08:00"}),
+           op("visit", str(uuid.uuid4()), data={"household_id": household["id"], "kind": "party",
+                                                "visited_at": "2026-12-01T10:00:00+08:00"})]
+    assert [r["status"] for r in tablet.push(bad)["results"]] == ["rejected", "rejected"]
+    console.login()
+    page = text(console.get("/console/quarantine"))
+    assert "validation_failed" in page
+    entries = re.findall(r'data-quarantine="([^"]+)"', page)
+    assert len(entries) == 2
+    assert console.post(f"/console/quarantine/{entries[0]}/retry", {"data": "{not json"}).status_code == 303
+    assert "不是有效的 JSON" in text(console.get("/console/quarantine"))
+    retried = console.post(f"/console/quarantine/{entries[0]}/retry", {"data": json.dumps({
+        "household_id": household["id"], "kind": "routine", "visited_at": "2026-12-01T10:00:00+08:00"})})
+    assert retried.status_code == 303
+    assert console.post(f"/console/quarantine/{entries[1]}/discard", {"reason": "重复记录"}).status_code == 303
+    assert re.findall(r'data-quarantine="([^"]+)"', text(console.get("/console/quarantine"))) == []
+    visits = [c for c in tablet.pull_all() if c["entity"] == "visit"]
+    assert [v["data"]["kind"] for v in visits] == ["routine"]
+
+
+def test_dashboard_shows_coverage_due_visits_requests_and_points(world, console):
+    household = world.household(address="光明街2号", member="m1")
+    world.household(address="光明街4号")
+    tablet = world.tablet("m1")
+    tablet.push([op("visit", str(uuid.uuid4()), data={"household_id": household["id"], "kind": "routine",
+                                                      "visited_at": "2026-12-01T09:00:00+08:00"}),
+                 op("request", str(uuid.uuid4()), data={"household_id": household["id"], "category": "加装电梯",
+                                                        "description": "希望加装电梯"})])
+    console.login()
+    page = text(console.get("/console/dashboard"))
+    for heading in ("走访覆盖率", "逾期未走访住户", "诉求状态分布", "待向居民反馈", "积分排行"):
+        assert heading in page, heading
+    assert "2 户中有 1 户按期走访" in page
+    assert "<svg" in page and "m1" in page
+
+
+def test_every_catalog_message_is_translated_and_compiled(app):
+    from babel.messages.mofile import read_mo
+    from babel.messages.pofile import read_po
+
+    from server.console.i18n import TRANSLATIONS_DIR
+
+    folder = TRANSLATIONS_DIR / "zh_Hans_CN" / "LC_MESSAGES"
+    with open(folder / "messages.po", "rb") as f:
+        po = {m.id: m.string for m in read_po(f) if m.id}
+    with open(folder / "messages.mo", "rb") as f:
+        mo = {m.id: m.string for m in read_mo(f) if m.id}
+    assert po and all(po.values()), [k for k, v in po.items() if not v]
+    assert po == mo, "messages.mo is stale: run pybabel compile -d server/console/translations"
