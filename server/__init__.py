@@ -38,6 +38,10 @@ def create_app(config: dict | None = None) -> Flask:
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else str(uuid.uuid4())
 
+    from . import auth
+
+    auth.init_app(app)  # after the request id is set and ``g`` is cleared
+
     @app.after_request
     def _headers(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")

@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -109,13 +109,34 @@ def coordinator_scope() -> Scope:
     return scope
 
 
-def coordinators_only(blueprint, public: tuple[str, ...] = ()) -> None:
-    """Check the token and the role of every call of ``blueprint`` (except the views named in ``public``)
-    before its body is read: a caller without the right token gets 401/403, never validation details."""
+def public(view_class):
+    """Mark an API view that needs no token (logging in, enrolling a tablet)."""
+    view_class.public = True
+    return view_class
+
+
+def _is_public(app) -> bool:
+    view = app.view_functions.get(request.endpoint)
+    return getattr(getattr(view, "view_class", None), "public", False)
+
+
+def init_app(app) -> None:
+    @app.before_request
+    def _authenticate_api_calls():
+        """Check the bearer token of every ``/api/v1`` call before its input is read, so that a revoked
+        tablet is told to wipe (401 ``device_revoked``) whatever it sends, and a caller without a valid
+        token learns nothing from validation errors. Unknown routes and methods answer 404/405 as usual."""
+        if request.path.startswith("/api/v1/") and request.endpoint is not None and not _is_public(app):
+            authenticate()
+
+
+def coordinators_only(blueprint) -> None:
+    """Check the role of every call of ``blueprint`` but its public views before the body is read: a
+    member or a tablet gets 403, never validation details. The views still ask for their scope."""
 
     @blueprint.before_request
     def _require_coordinator():
-        if request.endpoint and request.endpoint.rsplit(".", 1)[-1] not in public:
+        if request.endpoint is not None and not _is_public(current_app):
             coordinator_scope()
 
 

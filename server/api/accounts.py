@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from schemas import accounts as s
 from schemas.base import PageArgsQuery
 
-from ..auth import coordinator_scope, coordinators_only
+from ..auth import coordinator_scope, coordinators_only, public
 from .. import ratelimit
 from ..extensions import db
 from ..services import accounts
@@ -20,10 +20,11 @@ users_blp = Blueprint("users", __name__, url_prefix="/api/v1/users", description
 devices_blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Tablets")
 BLUEPRINTS = (auth_blp, areas_blp, users_blp, devices_blp)
 for _blueprint in (areas_blp, users_blp, devices_blp):
-    coordinators_only(_blueprint, public=("Enroll",))
+    coordinators_only(_blueprint)
 
 
 @auth_blp.route("/token")
+@public
 class Token(MethodView):
     @auth_blp.arguments(s.LoginArgs)
     @auth_blp.response(200, s.LoginAnswer)
@@ -90,6 +91,7 @@ class Devices(MethodView):
 
 
 @devices_blp.route("/enroll")
+@public
 class Enroll(MethodView):
     @devices_blp.arguments(s.EnrollArgs)
     @devices_blp.response(201, s.EnrollAnswer)

@@ -40,8 +40,11 @@ def search(session: Session, scope: Scope, area_id: str | None, q: str | None, p
         area = scope.require_area(session, area_id)
         stmt = stmt.where(Household.area_id.in_(select(Area.id).where(Area.path.startswith(area.path))))
     if q:
-        like = f"%{q.replace('%', '').replace('_', '')}%"
-        stmt = stmt.where(or_(Household.address.ilike(like), Household.head_name.ilike(like)))
+        # The text is searched for as typed: LIKE's wildcards in it are escaped, not dropped (a dropped
+        # one would leave an empty pattern that matches every household).
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(Household.address.ilike(like, escape="\\"),
+                              Household.head_name.ilike(like, escape="\\")))
     if member_id:
         stmt = stmt.where(Household.id.in_(select(Pairing.household_id).where(Pairing.member_id == member_id)))
     if unpaired:
