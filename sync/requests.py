@@ -145,7 +145,9 @@ def is_overdue(request: Request, now: dt.datetime) -> bool:
 
 
 def visit_interval_days(household: Household, settings: SyncSettings) -> int:
-    """The household's own interval, else the shortest interval of its tags, else the default."""
+    """The household's own interval, else the shortest interval of its tags, else the default.
+
+    ``household`` may be any object with the household's columns (a result row will do)."""
     if household.visit_interval_days:
         return household.visit_interval_days
     by_tag = [settings.visit_interval_days[t] for t in (household.tags or []) if t in settings.visit_interval_days]
