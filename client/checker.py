@@ -167,6 +167,7 @@ def _check_ops(evidence: Evidence, report: Report) -> None:
                 report.add("unexpected_rejection", f"op {op_id} ({op['entity']} {op['action']}) rejected: {code}")
     for op_id in evidence.answers.keys() - evidence.recorded.keys():
         report.add("unknown_op", f"an answer came for op {op_id}, which no tablet recorded")
+    held: Counter[str] = Counter()
     if evidence.quarantine is not None:
         held = Counter(q["op_id"] for q in evidence.quarantine if q["op_id"] in evidence.recorded)
         for op_id in rejected:
@@ -179,6 +180,7 @@ def _check_ops(evidence: Evidence, report: Report) -> None:
                 status = evidence.answers[op_id][0]["status"]
                 report.add("duplicated_op", f"op {op_id} is in quarantine but was answered {status}")
     report.stats["ops recorded"] = len(evidence.recorded)
+    report.stats["ops found in quarantine"] = -1 if evidence.quarantine is None else sum(held.values())
     for status, count in statuses.items():
         report.stats[f"ops {status}"] = count
     report.stats["ops answered more than once"] = sum(1 for a in evidence.answers.values() if len(a) > 1)

@@ -12,6 +12,10 @@ from client.simulate import SimConfig, Simulation
 SOAK = os.environ.get("LIANHU_SOAK") == "1"
 
 
+def _server_log_tail(live_server, lines: int = 60) -> str:
+    return "\n".join(live_server["log"].read_text(errors="replace").splitlines()[-lines:])
+
+
 def test_fleet_with_faults_converges(live_server, tmp_path):
     config = SimConfig(
         servers=[live_server["url"]], admin_user=live_server["admin"], admin_password=live_server["password"],
@@ -20,9 +24,13 @@ def test_fleet_with_faults_converges(live_server, tmp_path):
         drop_request=0.1, drop_response=0.1, slow=0.1, skew_hours=6, seed=None if SOAK else 4,
         workdir=str(tmp_path))
     simulation = Simulation(config)
-    report = simulation.run()
+    try:
+        report = simulation.run()
+    except Exception:
+        print(_server_log_tail(live_server))  # the server's side of a failed call
+        raise
     print(report.render())
-    assert report.ok, report.render()
+    assert report.ok, report.render() + "\n" + _server_log_tail(live_server)
     # the faults really happened, and the world really moved
     assert report.stats["network dropped answers"] > 0
     assert report.stats["network dropped requests"] > 0
