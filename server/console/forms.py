@@ -14,7 +14,7 @@ from sync.errors import ValidationFailedError
 
 from .i18n import TIMEZONE
 
-IGNORED = ("csrf_token", "back")
+IGNORED = ("csrf_token", "back", "next")  # the console's own fields, not the schema's
 
 
 def parse(schema: ma.Schema, source: MultiDict) -> dict:

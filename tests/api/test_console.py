@@ -94,6 +94,19 @@ def test_a_post_without_the_csrf_token_is_rejected(world, console):
     assert world.coordinator.get(f"/api/v1/households/{household['id']}").get_json()["member_id"] is None
 
 
+def test_login_returns_to_the_page_asked_for(world, console):
+    redirected = console.get("/console/households?q=x")
+    target = redirected.headers["Location"]
+    console.get(target)
+    response = console.post("/console/login", {"username": "coord", "password": "password-123",
+                                               "next": "/console/households?q=x"})
+    assert response.status_code == 303 and response.headers["Location"] == "/console/households?q=x"
+    console.get("/console/login")
+    outside = console.post("/console/login", {"username": "coord", "password": "password-123",
+                                              "next": "https://elsewhere.example/"})
+    assert outside.headers["Location"] == "/console/dashboard"
+
+
 def test_logout_ends_the_session_and_its_token(world, console):
     console.login()
     response = console.post("/console/logout")
