@@ -1,6 +1,9 @@
 """The HTTP API (``/api/v1``) and its OpenAPI document, generated from the schemas."""
 from __future__ import annotations
 
+import json
+import re
+
 from flask_smorest import Api, Blueprint
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
@@ -8,6 +11,9 @@ from webargs.flaskparser import FlaskParser
 from schemas.base import ErrorSchema
 
 from .. import errors
+
+
+LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JsonBodyParser(FlaskParser):
@@ -25,7 +31,16 @@ class JsonBodyParser(FlaskParser):
     DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION, "query": None, "querystring": None}
 
     def _raw_load_json(self, req):
-        return webargs_core.parse_json(req.get_data(cache=True))
+        raw = req.get_data(cache=True)
+        data = webargs_core.parse_json(raw)
+        # JSON may spell a lone UTF-16 surrogate (``"\\ud800"``), which is no Unicode text: UTF-8, and so
+        # the database, cannot hold it. Such a body is not UTF-8 JSON; refuse it before it reaches a query.
+        if LONE_SURROGATE_ESCAPE.search(raw):
+            try:
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                self._handle_invalid_json_error(exc, req)
+        return data
 
 
 # Set on the class before any route module is imported: ``@blp.arguments`` binds the parser when it decorates.
@@ -45,13 +60,13 @@ api = LianhuApi()
 
 
 def init_app(app) -> None:
-    from . import accounts, audit, households, ops, requests, review, sync
+    from . import accounts, audit, fleet, households, ops, requests, review, sync
 
     app.config.setdefault("API_SPEC_OPTIONS", {
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     })
     api.init_app(app)
-    for module in (accounts, households, sync, requests, review, ops, audit):
+    for module in (accounts, fleet, households, sync, requests, review, ops, audit):
         for blueprint in module.BLUEPRINTS:
             api.register_blueprint(blueprint)
