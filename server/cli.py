@@ -53,6 +53,22 @@ def init_app(app) -> None:
         for name, (default, meaning) in SETTINGS.items():
             click.echo(f"{name:34} {default if default is not None else '(unset)':24} {meaning}")
 
+    @app.cli.command("purge")
+    @click.option("--dry-run", is_flag=True, help="count what would be removed, remove nothing")
+    def purge(dry_run):
+        """Remove what the retention settings no longer keep (op log, batches, handled quarantine,
+        change log past HISTORY_DAYS, audit log past AUDIT_DAYS)."""
+        from .retention import RetentionPolicy
+        from .retention import purge as run_purge
+
+        counts = run_purge(db.session, RetentionPolicy.from_config(current_app.config), dry_run=dry_run)
+        if dry_run:
+            db.session.rollback()
+        else:
+            db.session.commit()
+        verb = "would remove" if dry_run else "removed"
+        click.echo(", ".join(f"{verb} {count} from {name}" for name, count in counts.items()))
+
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="do nothing when the database already has users")
     @click.option("--households", default=200, show_default=True)

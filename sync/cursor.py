@@ -75,7 +75,7 @@ def decode(token: str, key: bytes, *, device_id: str, epoch: int, max_age: dt.ti
         cursor = Cursor(str(d["d"]), int(d["e"]), int(d["s"]), int(d["t"]),
                         Pending(str(p["mode"]), p.get("household_id"), int(p["step"]), str(p["after"]))
                         if p else None)
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError, AttributeError):
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError, AttributeError):
         raise InvalidCursorError() from None
     if cursor.device_id != device_id:
         raise InvalidCursorError("This cursor belongs to another device.")

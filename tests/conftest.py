@@ -14,6 +14,23 @@ from server.extensions import db
 from sync.models import Base
 
 
+# Figures a test wants in the run's output (examples tried, cells checked, faults injected), printed in
+# the terminal summary whatever the capture mode: ``figures("authorization matrix: 696 cells")``.
+FIGURES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def figures():
+    return FIGURES.append
+
+
 def _database_url(tmp_root) -> str:
     url = os.environ.get("DATABASE_URL")
     return url or f"sqlite:///{tmp_root / 'test.db'}"

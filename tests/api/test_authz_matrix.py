@@ -201,7 +201,7 @@ def _assert_error_shape(response):
     assert {"code", "message", "details"} <= set(body["error"])
 
 
-def test_the_matrix(app, matrix_world):
+def test_the_matrix(app, matrix_world, figures):
     ids, callers, hidden = matrix_world
     cells = 0
     for method, endpoint, rule in api_routes(app):
@@ -245,11 +245,11 @@ def test_the_matrix(app, matrix_world):
                     if target not in SCOPE_OF.get(role, {"c1", "c2"}):
                         assert answers[target] == answers["missing"] == (404, "not_found"), \
                             f"{key} as {role}: out of scope {answers[target]} vs missing {answers['missing']}"
-    print(f"\nauthorization matrix: {len(api_routes(app))} routes x {len(ROLES)} roles, {cells} cells checked")
+    figures(f"authorization matrix: {len(api_routes(app))} routes x {len(ROLES)} roles, {cells} cells checked")
     assert cells > 0
 
 
-def test_denied_callers_are_turned_away_before_their_body_is_read(app, matrix_world):
+def test_denied_callers_are_turned_away_before_their_body_is_read(app, matrix_world, figures):
     """A caller without the right token gets 401/403, never validation details about a body it may not send."""
     ids, callers, _ = matrix_world
     cells, wrong = 0, []
@@ -266,7 +266,7 @@ def test_denied_callers_are_turned_away_before_their_body_is_read(app, matrix_wo
             code = response.get_json()["error"]["code"]
             if (response.status_code, code) != denial(role):
                 wrong.append(f"{method} {endpoint} as {role}: {response.status_code} {code}")
-    print(f"\ndenied before the body: {cells} cells checked")
+    figures(f"authorization matrix, denied before the body: {cells} cells checked")
     assert not wrong, "\n".join(wrong)
 
 
