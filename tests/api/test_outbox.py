@@ -229,3 +229,42 @@ def test_worker_once_from_the_command_line_sends_the_feedback_sms(world, runner)
     assert message.status == "sent" and "已修补屋顶" in message.payload["text"]
     assert runner.invoke(args=["worker", "--once"]).exit_code == 0
     assert rows()[message.id].attempts == 1  # not sent again
+
+
+def test_worker_loop_runs_the_sweeps_and_delivers_until_stopped(world, app, monkeypatch):
+    from sqlalchemy import update
+
+    from sync.models import Household, Task
+
+    household = world.household(member="m1", tags=["独居老人"])
+    db.session.execute(update(Household).where(Household.id == household["id"])
+                       .values(created_at=utcnow() - dt.timedelta(days=8)))
+    db.session.commit()
+    monkeypatch.setitem(app.config, "WORKER_POLL_SECONDS", 0.05)
+    stop = threading.Event()
+    errors = []
+
+    def loop():
+        try:
+            with app.app_context():
+                worker.run(stop)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        queue(3)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and {m.status for m in rows().values()} != {"sent"}:
+            db.session.commit()
+            time.sleep(0.05)
+    finally:
+        db.session.commit()
+        stop.set()
+        thread.join(timeout=20)
+    assert not errors and not thread.is_alive()
+    assert {m.status for m in rows().values()} == {"sent"}
+    (task,) = db.session.scalars(select(Task).where(Task.kind == "due_visit"))  # the sweep ran at start
+    assert task.household_id == household["id"]
+    db.session.commit()
