@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-ROW = 26
+ROW = 30
 LABEL_WIDTH = 130
 WIDTH = 460
 COLORS = ("#c0392b", "#0b5cad", "#1f7a4d", "#b26a00", "#6b7280", "#7c3aed")
