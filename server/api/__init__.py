@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 
+from apispec import BasePlugin
 from flask_smorest import Api, Blueprint
 from webargs import core as webargs_core
 from webargs.flaskparser import FlaskParser
@@ -47,6 +48,18 @@ class JsonBodyParser(FlaskParser):
 Blueprint.ARGUMENTS_PARSER = JsonBodyParser()
 
 
+class ErrorResponsesPlugin(BasePlugin):
+    """Every error answer in the document has the one error shape: an ``alt_response`` documented by its
+    code alone (``401: invalid_credentials``) gets the error schema, so no error is shown without a body."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for operation in (operations or {}).values():
+            for status, response in operation.get("responses", {}).items():
+                is_error = str(status) == "default" or (str(status).isdigit() and int(status) >= 400)
+                if is_error and isinstance(response, dict) and "content" not in response:
+                    response["content"] = {"application/json": {"schema": "Error"}}
+
+
 class LianhuApi(Api):
     """flask-smorest with the protocol's one error shape, in answers and in the OpenAPI document."""
 
@@ -56,7 +69,7 @@ class LianhuApi(Api):
         return errors.handle_http_exception(error)
 
 
-api = LianhuApi()
+api = LianhuApi(spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
 
 
 def init_app(app) -> None:
