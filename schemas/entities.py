@@ -5,13 +5,20 @@ A ``Data`` schema is loaded in full for a create and with ``partial=True`` for a
 from __future__ import annotations
 
 import json
+import re
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
 from .base import MAX_LIST, BaseSchema, Bool, DateTimeTZ, Int, Str, StrList, Text, UUIDStr
 
-PHONE = validate.Regexp(r"^\+?[0-9][0-9 ()\-]{2,29}$", error="Not a valid phone number.")
+def PHONE(value):
+    """A mobile or landline number: digits with optional +, spaces, dashes, brackets; 7 to 20 digits."""
+    if value is None:
+        return
+    digits = sum(ch.isdigit() for ch in value)
+    if not re.fullmatch(r"\+?[0-9][0-9 ()\-]*", value) or not 7 <= digits <= 20:
+        raise ma.ValidationError("Not a valid phone number.")
 OBSERVATIONS_MAX_BYTES = 16 * 1024
 
 

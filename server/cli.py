@@ -1,6 +1,9 @@
 """Command-line verbs: ``flask --app wsgi create-user``, ``seed-demo``."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 from flask import current_app
 from sqlalchemy import select
@@ -44,6 +47,43 @@ def init_app(app) -> None:
             db.session.rollback()
             raise click.ClickException(f"{exc.code}: {exc.message} {exc.details or ''}") from None
         click.echo(f"created {role} {user.username} ({user.id})")
+
+    @app.cli.command("import-households")
+    @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--area", required=True, help="area id or name the households belong to")
+    @click.option("--mapping", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                  help="JSON object from column headers to fields, for other layouts")
+    @click.option("--dry-run", is_flag=True, help="validate and count, write nothing")
+    @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+                  help="where to write the error report (CSV); default FILE.errors.csv")
+    @click.option("--as", "username", default=None, help="the user the import is recorded as (default: an admin)")
+    def import_households(file, area, mapping, dry_run, report_path, username):
+        """Import a household ledger (台账) from .xlsx or .csv (UTF-8 or GBK)."""
+        import json
+
+        from sync.policy import actor_for
+
+        from .services.ledger_import import import_ledger, read_rows
+
+        user = db.session.scalar(select(User).where(User.username == username) if username else
+                                 select(User).where(User.role == "admin").order_by(User.created_at).limit(1))
+        if user is None:
+            raise click.ClickException("no such user; create an admin first (flask create-user)")
+        column_map = json.loads(mapping.read_text(encoding="utf-8")) if mapping else None
+        _, total = read_rows(file)
+        try:
+            with click.progressbar(length=max(total, 1), label="导入", file=sys.stderr) as bar:
+                report = import_ledger(db.session, actor_for(db.session, user), area, file, dry_run=dry_run,
+                                       mapping=column_map, progress=bar.update)
+        except (LianhuError, ValueError) as exc:
+            db.session.rollback()
+            raise click.ClickException(getattr(exc, "message", str(exc))) from None
+        summary = report.summary()
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=2))
+        if report.errors:
+            target = report_path or file.with_name(file.name + ".errors.csv")
+            target.write_text(report.error_csv(), encoding="utf-8-sig")
+            click.echo(f"error report: {target}")
 
     @app.cli.command("settings")
     def show_settings():
