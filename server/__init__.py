@@ -1,7 +1,6 @@
 """The Flask application: ``create_app()`` builds it from defaults, the environment and test overrides."""
 from __future__ import annotations
 
-import logging
 import uuid
 
 from flask import Flask, g, jsonify, request
@@ -17,7 +16,9 @@ def create_app(config: dict | None = None) -> Flask:
     settings = config_module.load(config)
     app.config.update(settings)
     app.json.sort_keys = False
-    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from . import logging as request_logging
+
+    request_logging.init_app(app)  # first: its clock starts before every other hook
 
     init_db(app)
     errors.init_app(app)
@@ -51,6 +52,10 @@ def create_app(config: dict | None = None) -> Flask:
         if request.path.startswith("/api/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    from . import metrics
+
+    metrics.init_app(app)
 
     from .services import audit
 

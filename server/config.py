@@ -46,6 +46,25 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "OUTBOX_BATCH_SIZE": ("20", "messages a worker claims at a time"),
     "WORKER_POLL_SECONDS": ("5", "the worker's pause when the outbox is empty"),
     "SWEEP_INTERVAL_SECONDS": ("3600", "how often the worker runs the sweeps (due visits)"),
+    "ATTACHMENT_MAX_BYTES": ("10485760", "largest attachment (photo, document) a tablet may upload"),
+    "ATTACHMENT_ORPHAN_HOURS": ("72", "an upload no record refers to (or left unfinished) is purged after this"),
+    "ATTACHMENT_STORAGE": ("filesystem", "where attachments are kept: `filesystem` or `s3` (S3-compatible)"),
+    "ATTACHMENT_PATH": (None, "the `filesystem` storage's folder (default instance/attachments)"),
+    "ATTACHMENT_S3_BUCKET": (None, "the `s3` storage's bucket (required for `s3`)"),
+    "ATTACHMENT_S3_PREFIX": ("", "key prefix inside the bucket"),
+    "ATTACHMENT_S3_ENDPOINT_URL": (None, "an S3-compatible server's URL; unset for AWS itself"),
+    "ATTACHMENT_S3_REGION": (None, "the bucket's region; credentials come from the usual AWS_* variables"),
+    "METRICS_TOKEN": (None, "bearer token a scraper must send to `/metrics`; with neither this nor "
+                            "METRICS_ALLOW_CIDRS set, `/metrics` answers 404"),
+    "METRICS_ALLOW_CIDRS": (None, "networks that may scrape `/metrics`, comma-separated "
+                                  "(`10.0.0.0/8,127.0.0.1/32`); when set, other addresses get 404"),
+    "PROMETHEUS_MULTIPROC_DIR": (None, "an empty directory where each gunicorn worker keeps its metrics, so "
+                                       "`/metrics` adds them up (deploy/gunicorn.conf.py sets and clears it)"),
+    "FLEET_STALE_DAYS": ("3", "a tablet that has not synced for this many days is flagged `stale`"),
+    "FLEET_BACKLOG_HOURS": ("48", "a tablet whose oldest unsynced op is older than this is flagged `backlog`"),
+    "DEVICE_LOG_MAX_BYTES": ("262144", "largest sync log a tablet may upload (UTF-8 bytes)"),
+    "DEVICE_LOG_DAYS": ("30", "how long uploaded tablet logs are kept"),
+    "DEVICE_LOG_KEEP_PER_DEVICE": ("20", "uploaded logs kept per tablet; older ones are dropped on upload"),
 }
 
 
@@ -104,6 +123,34 @@ def _at_least(name: str, minimum: int) -> int:
     return value
 
 
+def _networks(name: str) -> tuple:
+    """``10.0.0.0/8,127.0.0.1`` → networks; a typo stops the app at start instead of opening /metrics."""
+    import ipaddress
+
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                     for part in (env(name) or "").split(",") if part.strip())
+    except ValueError as exc:
+        raise RuntimeError(f"{name}: {exc}") from None
+
+
+def _existing_dir(name: str) -> str | None:
+    # prometheus_client reads this variable from the environment itself, when it is first imported.
+    path = env(name)
+    if path is not None and not Path(path).is_dir():
+        raise RuntimeError(f"{name}: {path} is not a directory")
+    return path
+
+
+def _attachment_storage() -> str:
+    kind = env("ATTACHMENT_STORAGE")
+    if kind not in ("filesystem", "s3"):
+        raise RuntimeError(f"ATTACHMENT_STORAGE must be filesystem or s3, not {kind!r}")
+    if kind == "s3" and not env("ATTACHMENT_S3_BUCKET"):
+        raise RuntimeError("ATTACHMENT_STORAGE=s3 needs ATTACHMENT_S3_BUCKET")
+    return kind
+
+
 def load(overrides: dict | None = None) -> dict:
     """Defaults, then the environment, then ``overrides`` (tests)."""
     overrides = dict(overrides or {})
@@ -156,6 +203,22 @@ def load(overrides: dict | None = None) -> dict:
         "OUTBOX_BATCH_SIZE": int(env("OUTBOX_BATCH_SIZE")),
         "WORKER_POLL_SECONDS": float(env("WORKER_POLL_SECONDS")),
         "SWEEP_INTERVAL_SECONDS": float(env("SWEEP_INTERVAL_SECONDS")),
+        "ATTACHMENT_MAX_BYTES": _at_least("ATTACHMENT_MAX_BYTES", 1),
+        "ATTACHMENT_ORPHAN_HOURS": _at_least("ATTACHMENT_ORPHAN_HOURS", 1),
+        "ATTACHMENT_STORAGE": _attachment_storage(),
+        "ATTACHMENT_PATH": env("ATTACHMENT_PATH") or str(folder / "attachments"),
+        "ATTACHMENT_S3_BUCKET": env("ATTACHMENT_S3_BUCKET"),
+        "ATTACHMENT_S3_PREFIX": env("ATTACHMENT_S3_PREFIX"),
+        "ATTACHMENT_S3_ENDPOINT_URL": env("ATTACHMENT_S3_ENDPOINT_URL"),
+        "ATTACHMENT_S3_REGION": env("ATTACHMENT_S3_REGION"),
+        "METRICS_TOKEN": env("METRICS_TOKEN"),
+        "METRICS_ALLOW_CIDRS": _networks("METRICS_ALLOW_CIDRS"),
+        "PROMETHEUS_MULTIPROC_DIR": _existing_dir("PROMETHEUS_MULTIPROC_DIR"),
+        "FLEET_STALE_DAYS": _at_least("FLEET_STALE_DAYS", 1),
+        "FLEET_BACKLOG_HOURS": _at_least("FLEET_BACKLOG_HOURS", 1),
+        "DEVICE_LOG_MAX_BYTES": _at_least("DEVICE_LOG_MAX_BYTES", 1024),
+        "DEVICE_LOG_DAYS": _at_least("DEVICE_LOG_DAYS", 1),
+        "DEVICE_LOG_KEEP_PER_DEVICE": _at_least("DEVICE_LOG_KEEP_PER_DEVICE", 1),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "API_TITLE": "Lianhu",
         "API_VERSION": "v1",

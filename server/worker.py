@@ -26,10 +26,13 @@ from sqlalchemy import and_, or_, select, update
 
 from sync.models import OutboxMessage, new_id, utcnow
 
+from . import logging as request_log
 from .extensions import db
 from .gateways import Gateway, GatewayError, OutgoingMessage, gateway_from_config
 from .services.common import sync_settings
+from .services.attachments import purge_orphans
 from .services.sweeps import sweep_due_visits
+from .storage import current_storage
 
 log = logging.getLogger("lianhu.worker")
 
@@ -107,16 +110,21 @@ def _finish(session, claim_: Claim, values: dict) -> bool:
 def deliver(session, gateway: Gateway, policy: OutboxPolicy, claim_: Claim, now: dt.datetime | None = None) -> bool:
     """Send one claimed message; mark it sent, or schedule its retry, or give up. True when sent."""
     message = claim_.message
-    try:
-        gateway.send(message)
-    except GatewayError as exc:
-        final = exc.permanent or message.attempt >= policy.max_attempts
-        log.warning("outbox %s attempt %d failed%s: %s", message.id, message.attempt,
-                    " for good" if final else "", exc)
-        _finish(session, claim_, {"status": "failed" if final else "pending", "last_error": str(exc)[:2000],
-                                  "next_attempt_at": (now or utcnow()) + policy.backoff(message.attempt)})
-        return False
-    return _finish(session, claim_, {"status": "sent", "sent_at": utcnow(), "last_error": None})
+    with request_log.job("outbox_delivery", message_id=message.id, message_kind=message.kind, attempt=message.attempt,
+                         gateway=gateway.name) as outcome:
+        try:
+            gateway.send(message)
+        except GatewayError as exc:
+            final = exc.permanent or message.attempt >= policy.max_attempts
+            outcome["status"] = "failed" if final else "retry"
+            log.warning("outbox %s attempt %d failed%s: %s", message.id, message.attempt,
+                        " for good" if final else "", exc)
+            _finish(session, claim_, {"status": "failed" if final else "pending", "last_error": str(exc)[:2000],
+                                      "next_attempt_at": (now or utcnow()) + policy.backoff(message.attempt)})
+            return False
+        done = _finish(session, claim_, {"status": "sent", "sent_at": utcnow(), "last_error": None})
+        outcome["status"] = "sent" if done else "lease_lost"
+        return done
 
 
 def drain(session, gateway: Gateway, policy: OutboxPolicy, now: dt.datetime | None = None,
@@ -136,18 +144,22 @@ def run_sweeps(session, now: dt.datetime | None = None) -> dict:
     """Every sweep, each in its own transaction, so one failing does not stop the others."""
     report = {}
     for name, sweep in SWEEPS:
-        try:
-            report[name] = sweep(session, now)
-            session.commit()
-        except Exception:
-            session.rollback()
-            log.exception("sweep %s failed", name)
-            report[name] = {"error": True}
+        with request_log.job("sweep", sweep=name) as outcome:
+            try:
+                report[name] = sweep(session, now)
+                session.commit()
+            except Exception:
+                session.rollback()
+                log.exception("sweep %s failed", name)
+                report[name] = {"error": True}
+                outcome["status"] = "error"
     return report
 
 
 SWEEPS = (
     ("due_visits", lambda session, now: sweep_due_visits(session, sync_settings(), now)),
+    ("attachments", lambda session, now: purge_orphans(session, current_storage(),
+                                                       current_app.config["ATTACHMENT_ORPHAN_HOURS"], now)),
 )
 
 

@@ -85,6 +85,11 @@ class BatchTooLargeError(LianhuError):
     default_message = "Too many operations in one batch."
 
 
+class BodyTooLargeError(LianhuError):
+    code = "body_too_large"
+    default_message = "The request body is too large."
+
+
 class RateLimitedError(LianhuError):
     code = "rate_limited"
     default_message = "Too many attempts; try again later."

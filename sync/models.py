@@ -142,6 +142,21 @@ class Device(Base):
     resync_epoch: Mapped[int] = mapped_column(Integer, default=0)
     app_version: Mapped[str | None] = mapped_column(String(200))
     schema_version: Mapped[int | None] = mapped_column(Integer)
+    # The tablet's own report, in its last push, of the ops still waiting besides that batch.
+    outbox_length: Mapped[int | None] = mapped_column(Integer)
+    oldest_unsynced_at: Mapped[dt.datetime | None]
+
+
+class DeviceLog(Base):
+    """A sync log a tablet uploaded for support; kept ``DEVICE_LOG_DAYS``, read by its coordinators."""
+
+    __tablename__ = "device_logs"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    app_version: Mapped[str | None] = mapped_column(String(200))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
 
 
 # --- synced records ---------------------------------------------------------------------------

@@ -98,6 +98,10 @@ def push(session: Session, actor: Actor, device: Device, batch: Batch, settings:
     if batch.client:
         device.app_version = batch.client.get("app_version") or device.app_version
         device.schema_version = batch.client.get("schema_version") or device.schema_version
+        if "outbox_length" in batch.client:  # fleet health: what the tablet still holds besides this batch
+            oldest = batch.client.get("oldest_unsynced_at")
+            device.outbox_length = batch.client["outbox_length"]
+            device.oldest_unsynced_at = oldest + offset if oldest is not None else None
 
     known = {
         row.op_id: row

@@ -6,12 +6,13 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas import accounts as s
+from schemas import fleet as fleet_schemas
 from schemas.base import PageArgsQuery
 
 from ..auth import coordinator_scope, coordinators_only, public
 from .. import ratelimit
 from ..extensions import db
-from ..services import accounts
+from ..services import accounts, fleet
 from ..uow import write
 
 auth_blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Tokens for people")
@@ -83,11 +84,12 @@ class EnrollmentCodes(MethodView):
 
 @devices_blp.route("")
 class Devices(MethodView):
-    @devices_blp.arguments(s.DeviceListArgs, location="query")
-    @devices_blp.response(200, s.DevicePage)
+    @devices_blp.arguments(fleet_schemas.FleetDeviceListArgs, location="query")
+    @devices_blp.response(200, fleet_schemas.FleetDevicePage)
     def get(self, args):
-        """The tablets of the users in scope."""
-        return accounts.list_devices(db.session, coordinator_scope(), args["user_id"], args["page"], args["per_page"])
+        """The tablets of the users in scope: last sync, versions, backlog and health flags."""
+        return fleet.list_devices(db.session, coordinator_scope(), current_app.config, args["user_id"], args["flag"],
+                                  args["page"], args["per_page"])
 
 
 @devices_blp.route("/enroll")

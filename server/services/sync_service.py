@@ -10,9 +10,11 @@ from schemas.sync import OpSchema
 from sync import pull as pull_engine
 from sync import push as push_engine
 from sync.errors import BatchTooLargeError, OpRejected, ValidationFailedError
-from sync.models import Device
+from sync.models import Device, SyncBatch
 from sync.policy import Scope
 
+from .. import logging as request_log
+from .. import metrics
 from .common import sync_settings
 from .households import with_pairing
 
@@ -93,17 +95,21 @@ def _prepare_op(op_id: str, raw: dict) -> push_engine.Op:
 
 def push(session: Session, scope: Scope, device: Device, envelope: dict) -> dict:
     batch = prepare_batch(envelope)
-    return push_engine.push(session, scope.actor, device, batch, sync_settings())
+    # The engine answers a replay from this row; looking first (it stays in the session) tells the
+    # metrics a replay from a batch applied now.
+    replayed = session.get(SyncBatch, (device.id, batch.batch_id)) is not None
+    answer = push_engine.push(session, scope.actor, device, batch, sync_settings())
+    metrics.count_push(session, batch, answer["results"], replayed)
+    request_log.annotate(ops_in=len(batch.ops), ops_out=len(answer["results"]))
+    return answer
 
 
 def pull(session: Session, scope: Scope, device: Device, cursor: str | None, limit: int) -> dict:
     page = pull_engine.pull(session, scope.actor, device, cursor, limit, cursor_key(), sync_settings())
-    return {
-        "changes": [serialize_change(session, c) for c in page.changes],
-        "cursor": page.cursor,
-        "has_more": page.has_more,
-        "server_time": page.server_time,
-    }
+    changes = [serialize_change(session, c) for c in page.changes]
+    metrics.count_pull(session, changes)
+    request_log.annotate(ops_out=len(changes))
+    return {"changes": changes, "cursor": page.cursor, "has_more": page.has_more, "server_time": page.server_time}
 
 
 def serialize_record(session: Session, entity: str, record) -> dict:
