@@ -48,18 +48,25 @@ class _Page:
     def __init__(self, limit: int):
         self.limit = limit
         self.changes: list[PulledChange] = []
-        self.sent: set[tuple[str, str]] = set()
+        self.position: dict[tuple[str, str], int] = {}
 
     @property
     def room(self) -> int:
         return self.limit - len(self.changes)
 
     def add(self, entity: str, record_id: str, action: str, version: int | None, record: Any = None):
+        """Add a change; a record already on this page is replaced in place by its newer state.
+
+        A page reads the log more than once, and a record may change between two reads: the later read
+        is the newer state (or an evict after an upsert), so it must win, never be dropped.
+        """
         key = (entity, record_id)
-        if key in self.sent:
+        change = PulledChange(entity, record_id, action, version, record)
+        if key in self.position:
+            self.changes[self.position[key]] = change
             return
-        self.sent.add(key)
-        self.changes.append(PulledChange(entity, record_id, action, version, record))
+        self.position[key] = len(self.changes)
+        self.changes.append(change)
 
 
 def current_seq(session: Session) -> int:

@@ -177,3 +177,30 @@ def test_pull_pages_a_household_moving_in_without_exceeding_the_limit(engine_wor
             break
     assert len(got) == 12 and pages == 3
     assert got[0].entity == "household", "the household comes before what belongs to it"
+
+
+def test_a_record_changed_between_two_log_reads_of_one_page_arrives_in_its_newer_state(engine_world, monkeypatch):
+    import sync.pull as pull_module
+
+    w = engine_world
+    session = w["session"]
+    household = _household(w, notes="一")
+    actor, device = w["actors"][0], w["devices"][0]
+    first = pull(session, actor, device, None, 100, KEY, SETTINGS, now=utcnow())
+    apply_change(session, w["coordinator"], Change("household", household.id, "update", {"notes": "二"}, 1, NOW),
+                 SETTINGS)
+    session.commit()
+    real, calls = pull_module._log_rows, {"n": 0}
+
+    def change_between_reads(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # another writer commits while this page is being built
+            current = session.get(Household, household.id)
+            apply_change(session, w["coordinator"], Change("household", household.id, "update", {"notes": "三"},
+                                                           current.version, NOW), SETTINGS)
+            session.commit()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pull_module, "_log_rows", change_between_reads)
+    page = pull(session, actor, device, first.cursor, 100, KEY, SETTINGS, now=utcnow())
+    assert [(c.entity, c.version, c.record.notes) for c in page.changes] == [("household", 3, "三")]
