@@ -5,9 +5,11 @@ import sys
 from pathlib import Path
 
 import click
+import marshmallow as ma
 from flask import current_app
 from sqlalchemy import select
 
+from schemas.accounts import UserSchema
 from sync.errors import LianhuError
 from sync.models import Area, User
 from sync.policy import Actor, Scope
@@ -39,9 +41,13 @@ def init_app(app) -> None:
                 raise click.ClickException(f"no area {area!r}")
             area_id = found.id
         try:
-            user = accounts.create_user(db.session, _admin_scope(), {
-                "username": username, "display_name": display_name or username, "role": role,
-                "area_id": area_id, "password": password})
+            # the same rules as POST /users (username characters, lengths, password length)
+            data = UserSchema().load({"username": username, "display_name": display_name or username,
+                                      "role": role, "area_id": area_id, "password": password})
+        except ma.ValidationError as exc:
+            raise click.ClickException(f"validation_failed: {exc.messages}") from None
+        try:
+            user = accounts.create_user(db.session, _admin_scope(), data)
             db.session.commit()
         except LianhuError as exc:
             db.session.rollback()
