@@ -99,6 +99,8 @@ class VisitData(BaseSchema):
 
 class VisitRecord(RecordMeta, VisitData):
     review_state = fields.String(dump_only=True)
+    missing_attachments = fields.List(fields.String(), dump_only=True, metadata={
+        "description": "SHA-256 of the attachments the server does not hold yet"})
 
 
 class AssistanceLogData(BaseSchema):
@@ -112,7 +114,8 @@ class AssistanceLogData(BaseSchema):
 
 
 class AssistanceLogRecord(RecordMeta, AssistanceLogData):
-    pass
+    missing_attachments = fields.List(fields.String(), dump_only=True, metadata={
+        "description": "SHA-256 of the attachments the server does not hold yet"})
 
 
 URGENCIES = ["low", "normal", "urgent"]

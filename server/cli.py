@@ -91,6 +91,15 @@ def init_app(app) -> None:
             target.write_text(report.error_csv(), encoding="utf-8-sig")
             click.echo(f"error report: {target}")
 
+    @app.cli.command("purge-attachments")
+    def purge_attachments():
+        """Remove attachments no record refers to, and uploads left unfinished (ATTACHMENT_ORPHAN_HOURS)."""
+        from .services.attachments import purge_orphans
+        from .storage import current_storage
+
+        report = purge_orphans(db.session, current_storage(), current_app.config["ATTACHMENT_ORPHAN_HOURS"])
+        click.echo(f"purged {report['files']} unreferenced files and {report['partials']} unfinished uploads")
+
     @app.cli.command("settings")
     def show_settings():
         """Print every setting: name, default and meaning."""

@@ -98,7 +98,7 @@ def handle_http_exception(error: HTTPException):
 
 
 def handle_lianhu_error(error: LianhuError):
-    headers = {}
+    headers = dict(getattr(error, "headers", None) or {})  # e.g. an upload's Upload-Offset
     if isinstance(error, RateLimitedError):
         headers["Retry-After"] = str(error.retry_after)
     return error_response(error.code, error.message, error.details, STATUS_BY_CODE.get(error.code, 400), headers)

@@ -90,6 +90,21 @@ class BodyTooLargeError(LianhuError):
     default_message = "The request body is too large."
 
 
+class HashMismatchError(LianhuError):
+    code = "hash_mismatch"
+    default_message = "The uploaded bytes do not have the SHA-256 named in the path; upload the file again."
+
+
+class UploadOffsetError(ConflictError):
+    """An upload chunk that does not start where the bytes held end; ``headers`` carry the offset."""
+
+    default_message = "The upload does not continue where the bytes held end; resume at Upload-Offset."
+
+    def __init__(self, offset: int, message: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message, {"offset": offset, **(details or {})})
+        self.headers = {"Upload-Offset": str(offset)}
+
+
 class RateLimitedError(LianhuError):
     code = "rate_limited"
     default_message = "Too many attempts; try again later."

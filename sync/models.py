@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    select,
     BigInteger,
     Boolean,
     DateTime,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -216,7 +217,32 @@ class Resident(SyncedRecord, Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
 
 
-class Visit(SyncedRecord, Base):
+class HasAttachments:
+    """Records with an ``attachments`` list (``[{sha256, mime, name}]``): visits and assistance logs."""
+
+    @property
+    def attachment_hashes(self) -> list[str]:
+        return list(dict.fromkeys(ref["sha256"] for ref in self.attachments or ()
+                                  if isinstance(ref, dict) and ref.get("sha256")))
+
+    @property
+    def missing_attachments(self) -> list[str]:
+        """The referred files the server does not hold yet, in the record's order.
+
+        Read when the record is answered rather than stored with it: a push and an upload that commit
+        in either order then never leave a stale list behind (``sync.attachments`` says more).
+        """
+        wanted = self.attachment_hashes
+        session = object_session(self)
+        if not wanted or session is None:
+            return wanted
+        with session.no_autoflush:
+            held = set(session.scalars(select(Attachment.sha256).where(
+                Attachment.sha256.in_(wanted), Attachment.complete.is_(True))))
+        return [sha for sha in wanted if sha not in held]
+
+
+class Visit(HasAttachments, SyncedRecord, Base):
     __tablename__ = "visits"
     household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
     visited_at: Mapped[dt.datetime] = mapped_column(index=True)
@@ -229,7 +255,7 @@ class Visit(SyncedRecord, Base):
     review_state: Mapped[str] = mapped_column(String(20), default="pending")
 
 
-class AssistanceLog(SyncedRecord, Base):
+class AssistanceLog(HasAttachments, SyncedRecord, Base):
     __tablename__ = "assistance_logs"
     household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
     resident_id: Mapped[str | None] = mapped_column(UUID)
@@ -458,6 +484,38 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("ix_audit_log_household_at", "household_id", "at"),)
+
+
+class Attachment(Base):
+    """A file (photo, scanned document) by its SHA-256, stored once however many records refer to it.
+
+    The bytes live in ``server.storage``; this row says how far an upload got and when it was touched,
+    for ``HEAD``, ``missing_attachments`` and the purge of orphans.
+    """
+
+    __tablename__ = "attachments"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    uploaded_by: Mapped[str | None] = mapped_column(UUID)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    completed_at: Mapped[dt.datetime | None]
+
+
+class AttachmentRef(Base):
+    """One record's reference to one file, kept in step with the record's ``attachments`` list
+    (``sync.attachments``), so "who may fetch this file" and "which records wait for it" are indexed."""
+
+    __tablename__ = "attachment_refs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity: Mapped[str] = mapped_column(String(30), primary_key=True)
+    record_id: Mapped[str] = mapped_column(UUID, primary_key=True)
+    household_id: Mapped[str] = mapped_column(UUID, index=True)
+    community_id: Mapped[str] = mapped_column(UUID)
+    mime: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_attachment_refs_record", "entity", "record_id"),)
 
 
 SYNCED_MODELS: dict[str, type[SyncedRecord]] = {

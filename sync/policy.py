@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, exists, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from .errors import ForbiddenError, NotFoundError
-from .models import Area, Household, Pairing, QuarantinedOp, Review, Task, User
+from .models import Area, AttachmentRef, Household, Pairing, QuarantinedOp, Review, Task, User
 
 ROLES = ("admin", "coordinator", "member")
 
@@ -102,6 +102,13 @@ class Scope:
         if record is None or getattr(record, "deleted_at", None) is not None:
             raise NotFoundError()
         return record
+
+    def attachment_refs(self, session: Session, sha256: str) -> list[AttachmentRef]:
+        """The references to a file from live records in scope; none means the caller may not fetch it.
+        Deleted records keep no references, and re-pairing moves a household's with it."""
+        return list(session.scalars(select(AttachmentRef).where(
+            AttachmentRef.sha256 == sha256, self.household_ids_clause(AttachmentRef.household_id))
+            .order_by(AttachmentRef.entity, AttachmentRef.record_id)))
 
     # --- people ---------------------------------------------------------------------------------
     def users(self) -> ColumnElement[bool]:

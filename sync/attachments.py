@@ -1,0 +1,87 @@
+"""Records' references to attachments, kept in step with their ``attachments`` lists.
+
+Every visit or assistance log that is created, has its ``attachments`` changed, or is deleted gets its
+``attachment_refs`` rows rewritten in the same flush, whatever path made the change (a push, a quarantine
+retry, a conflict resolved online). The rows answer two questions cheaply: who may fetch a file (a scope
+that holds a referring record, see ``Scope.attachments``) and which records wait for a file that has
+just arrived.
+
+Why ``missing_attachments`` is computed when a record is answered, not stored: an op and its file may
+commit in either order from different processes. A stored list written by the push could miss an
+upload that committed meanwhile, and stay stale. Computed at read time, a record is never shown missing
+a file the server holds; and an upload commits the file first, then (in a later transaction) logs a new
+version of each record that referred to it, so a tablet that saw the file missing always gets the record
+again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, event, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from .apply import log_record
+from .models import AssistanceLog, AttachmentRef, HasAttachments, Visit, utcnow
+from .policy import Actor
+
+ENTITY_OF = {Visit: "visit", AssistanceLog: "assistance_log"}
+MODEL_OF = {name: model for model, name in ENTITY_OF.items()}
+
+
+def _refs_changed(record) -> bool:
+    state = inspect(record)
+    if state.pending or not state.has_identity:
+        return True
+    return state.attrs.attachments.history.has_changes() or state.attrs.deleted_at.history.has_changes()
+
+
+def sync_refs(session: Session, record: HasAttachments) -> None:
+    """Rewrite ``record``'s reference rows from its current ``attachments`` (none once deleted)."""
+    entity = ENTITY_OF[type(record)]
+    session.execute(delete(AttachmentRef).where(AttachmentRef.entity == entity, AttachmentRef.record_id == record.id)
+                    .execution_options(synchronize_session=False))
+    if record.deleted_at is not None:
+        return
+    mimes: dict[str, str | None] = {}
+    for ref in record.attachments or ():
+        if isinstance(ref, dict) and ref.get("sha256"):
+            mimes.setdefault(ref["sha256"], ref.get("mime"))
+    if mimes:
+        session.execute(insert(AttachmentRef), [
+            {"sha256": sha, "entity": entity, "record_id": record.id, "household_id": record.household_id,
+             "community_id": record.community_id, "mime": mime} for sha, mime in mimes.items()])
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_refs_in_step(session: Session, _flush_context, _instances) -> None:
+    for record in list(session.new) + list(session.dirty):
+        if type(record) in ENTITY_OF and _refs_changed(record):
+            sync_refs(session, record)
+
+
+def announce_arrival(session: Session, actor: Actor, sha256: str, now: dt.datetime | None = None) -> int:
+    """Give each live record that refers to the file just completed a new, logged version.
+
+    The record's ``missing_attachments`` changed without any field changing, so without this tablets
+    would keep their copy listing the file as missing. Returns how many records were announced.
+    """
+    now = now or utcnow()
+    refs = session.execute(select(AttachmentRef.entity, AttachmentRef.record_id)
+                           .where(AttachmentRef.sha256 == sha256)
+                           .order_by(AttachmentRef.entity, AttachmentRef.record_id)).all()
+    announced = 0
+    for entity, record_id in refs:
+        model = MODEL_OF[entity]
+        stmt = select(model).where(model.id == record_id)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()  # a concurrent push of the record bumps after or before, never with
+        record = session.scalar(stmt)
+        if record is None or record.deleted_at is not None:
+            continue
+        still_missing = record.missing_attachments
+        before = [sha for sha in record.attachment_hashes if sha in still_missing or sha == sha256]
+        record.version += 1
+        record.updated_at = now
+        log_record(session, actor, entity, record, "update", {"missing_attachments": [before, still_missing]}, now)
+        announced += 1
+    return announced
