@@ -8,6 +8,8 @@ and no answer to a caller holds the id of any record outside that caller's scope
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import uuid
@@ -19,7 +21,7 @@ from sync.models import Conflict, QuarantinedOp
 from tests.conftest import Api, op
 
 # Who may call each route. public: anyone; coordinator: admins and coordinators (within their area);
-# device: a tablet's device token; admin: admins only.
+# device: a tablet's device token; admin: admins only; scoped: anyone signed in, within their own scope.
 ACCESS = {
     "POST auth.Token": "public",
     "GET areas.Areas": "coordinator",
@@ -57,6 +59,12 @@ ACCESS = {
     "POST quarantine.RetryQuarantined": "coordinator",
     "POST quarantine.DiscardQuarantined": "coordinator",
     "GET audit.AuditLog": "admin",
+    "POST device_log_uploads.DeviceLogUploads": "device",
+    "GET device_logs.DeviceLogs": "coordinator",
+    "GET device_logs.DeviceLogById": "coordinator",
+    "PUT attachments.AttachmentBySha": "device",
+    "GET attachments.AttachmentBySha": "scoped",
+    "GET attachments.AttachmentThumbnail": "scoped",
 }
 
 ROLES = ("admin", "coordinator", "other_coordinator", "member", "paired_device", "unpaired_device",
@@ -66,9 +74,18 @@ ALLOWED = {
     "coordinator": {"admin", "coordinator", "other_coordinator"},
     "device": {"paired_device", "unpaired_device"},
     "admin": {"admin"},
+    "scoped": set(ROLES) - {"revoked_device", "anonymous"},
 }
 # Which community each role's scope covers, for the in/out-of-scope targets ("c1" is the first community).
 SCOPE_OF = {"admin": {"c1", "c2"}, "coordinator": {"c1"}, "other_coordinator": {"c2"}}
+# On routes open to everyone signed in, members and tablets have a scope too: m1's paired households.
+MEMBER_SCOPE_OF = {"member": {"c1"}, "paired_device": {"c1"}, "unpaired_device": set()}
+
+
+def scope_of(access: str, role: str) -> set[str]:
+    if access == "scoped" and role in MEMBER_SCOPE_OF:
+        return MEMBER_SCOPE_OF[role]
+    return SCOPE_OF.get(role, {"c1", "c2"})
 
 
 def denial(role: str) -> tuple[int, str]:
@@ -102,13 +119,14 @@ def bodies(ids: dict, c: str) -> dict:
         "POST conflicts.ResolveConflict": {"value": "定值"},
         "POST quarantine.RetryQuarantined": {"data": None},
         "POST quarantine.DiscardQuarantined": {"reason": "测试"},
+        "POST device_log_uploads.DeviceLogUploads": {"text": "sync ok", "app_version": "1.4.2"},
     }
 
 
 # Path parameters → the kind of record they name.
 PARAM_KIND = {"household_id": "target_household", "user_id": "member", "device_id": "target_device",
               "request_id": "request", "visit_id": "visit", "member_id": "member", "conflict_id": "conflict",
-              "entry_id": "quarantine"}
+              "entry_id": "quarantine", "log_id": "device_log", "sha256": "attachment"}
 
 
 def api_routes(app) -> list[tuple[str, str, str]]:
@@ -149,15 +167,25 @@ def matrix_world(world, app):
     paired, unpaired = w.tablet("m1"), w.tablet("m2")
     revoked = w.tablet("m2")
     assert w.coordinator.post(f"/api/v1/devices/{revoked.device_id}/revoke").status_code == 200
-    ids["target_device_c1"] = w.tablet("m1").device_id
+    target1 = w.tablet("m1")
     tablet9 = w.tablet("m9", by=w.other_coordinator)
-    ids["target_device_c2"] = tablet9.device_id
+    for target, c in ((target1, "c1"), (tablet9, "c2")):
+        ids[f"target_device_{c}"] = target.device_id
+        response = target.post("/api/v1/devices/logs", {"text": f"{c} sync log", "app_version": "1.4.2"})
+        assert response.status_code == 201, response.get_json()
+        ids[f"device_log_{c}"] = response.get_json()["id"]
 
     for tablet, household, c in ((paired, h1, "c1"), (tablet9, h2, "c2")):
         visit_id = str(uuid.uuid4())
+        image = _png(c)
+        ids[f"attachment_{c}"] = hashlib.sha256(image).hexdigest()
+        response = tablet.put(f"/api/v1/attachments/{ids[f'attachment_{c}']}", data=image,
+                              headers={"Content-Type": "image/png"})
+        assert response.status_code == 200, response.get_json()
         results = tablet.push([
             op("visit", visit_id, data={"household_id": household["id"], "visited_at": "2026-12-01T09:00:00+08:00",
-                                        "kind": "routine", "summary": "身体不错"}),
+                                        "kind": "routine", "summary": "身体不错", "attachments": [
+                                            {"sha256": ids[f"attachment_{c}"], "mime": "image/png", "name": "门牌.png"}]}),
             op("visit", str(uuid.uuid4()), data={"household_id": household["id"]}),  # no kind: quarantined
         ])["results"]
         assert [r["status"] for r in results] == ["applied", "rejected"]
@@ -181,12 +209,22 @@ def matrix_world(world, app):
     # Ids that must never appear in an answer to each caller (except echoed from its own request).
     c1 = {v for k, v in ids.items() if k.endswith("_c1") and not k.startswith(("community", "grid", "building"))}
     c2 = {v for k, v in ids.items() if k.endswith("_c2") and not k.startswith(("community", "grid", "building"))}
-    hidden = {"admin": set(), "coordinator": c2, "other_coordinator": c1, "member": c1 | c2,
+    hidden = {"admin": set(), "coordinator": c2, "other_coordinator": c1,
+              "member": c2 | {ids["target_household_c1"]},
               "paired_device": c2 | {ids["target_household_c1"]},
               "unpaired_device": c2 | {ids["household_c1"], ids["visit_c1"], ids["request_c1"],
-                                       ids["target_household_c1"]},
+                                       ids["target_household_c1"], ids["attachment_c1"]},
               "revoked_device": c1 | c2, "anonymous": c1 | c2}
     return ids, callers, hidden
+
+
+def _png(seed: str) -> bytes:
+    """A small image of its own for each community (content-addressed files must differ)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), (len(seed) * 40, 120, 200 if seed == "c1" else 10)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def _call(caller: Api, method: str, path: str, body):
@@ -221,7 +259,7 @@ def test_the_matrix(app, matrix_world, figures):
                 response = _call(caller, method, path, body)
                 cells += 1
                 where = f"{key} as {role}, target {target}: {response.status_code} " \
-                        f"{response.get_data(as_text=True)[:300]}"
+                        f"{response.get_data()[:300]!r}"
                 assert response.status_code < 500, where
                 if response.status_code >= 400:
                     _assert_error_shape(response)
@@ -232,17 +270,17 @@ def test_the_matrix(app, matrix_world, figures):
                     continue
                 assert code not in ("unauthenticated", "forbidden", "device_revoked"), where
                 if params and target != "missing":
-                    in_scope = target in SCOPE_OF.get(role, {"c1", "c2"})
+                    in_scope = target in scope_of(access, role)
                     if in_scope:
                         assert response.status_code != 404, where
-                if not (params and target in ("c2", "c1") and target not in SCOPE_OF.get(role, set())):
-                    text = response.get_data(as_text=True)
+                if not (params and target in ("c2", "c1") and target not in scope_of(access, role)):
+                    answer = response.get_data()
                     sent = path + json.dumps(body or {})
-                    leaked = {i for i in hidden[role] if i in text and i not in sent}
+                    leaked = {i for i in hidden[role] if i.encode() in answer and i not in sent}
                     assert not leaked, f"{where}: out-of-scope ids in the answer: {leaked}"
             if params and role in ALLOWED[access] and access != "public":
                 for target in ("c1", "c2"):
-                    if target not in SCOPE_OF.get(role, {"c1", "c2"}):
+                    if target not in scope_of(access, role):
                         assert answers[target] == answers["missing"] == (404, "not_found"), \
                             f"{key} as {role}: out of scope {answers[target]} vs missing {answers['missing']}"
     figures(f"authorization matrix: {len(api_routes(app))} routes x {len(ROLES)} roles, {cells} cells checked")
