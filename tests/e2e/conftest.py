@@ -26,6 +26,38 @@ RESET_SCHEMA = (
 )
 
 
+def _admin_connection(url):
+    import psycopg
+
+    return psycopg.connect(url.set(database="postgres").set(drivername="postgresql")
+                           .render_as_string(hide_password=False), autocommit=True)
+
+
+def _own_database(test_url: str | None) -> str | None:
+    """On PostgreSQL the server gets a database of its own next to the tests' one, so tests that empty
+    their tables between tests never pull the floor from under this session-long server."""
+    if not test_url or not test_url.startswith("postgres"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    url = make_url(test_url)
+    name = f"{url.database}_e2e"
+    with _admin_connection(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_own_database(database: str) -> None:
+    if not database.startswith("postgres"):
+        return
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database)
+    with _admin_connection(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,7 +82,7 @@ def _wait_ready(url: str, process: subprocess.Popen, seconds: float = 30) -> Non
 def live_server(tmp_path_factory):
     """``{"url", "admin", "password", "database"}`` of a gunicorn serving a fresh database."""
     folder = tmp_path_factory.mktemp("e2e")
-    database = os.environ.get("DATABASE_URL") or f"sqlite:///{folder / 'e2e.db'}"
+    database = _own_database(os.environ.get("DATABASE_URL")) or f"sqlite:///{folder / 'e2e.db'}"
     env = {**os.environ, "DATABASE_URL": database, "INSTANCE_PATH": str(folder), "FLASK_APP": "wsgi",
            "SECRET_KEY": "e2e-secret-key-0123456789abcdef", "LOG_LEVEL": "WARNING"}
     subprocess.run([sys.executable, "-c", RESET_SCHEMA], cwd=ROOT, env=env, check=True)
@@ -74,3 +106,4 @@ def live_server(tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
+        _drop_own_database(database)
