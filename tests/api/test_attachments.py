@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
+from client.attachments import Answer, Uploader
+from client.transport import NetworkError
 from server.extensions import db
 from server.storage import current_storage
 from sync.models import Attachment
@@ -309,3 +311,45 @@ def test_purge_removes_orphans_and_abandoned_uploads_only(app, world, field, run
     _age(recent_sha, hours + 1)
     assert run_sweeps(db.session)["attachments"] == {"files": 1, "partials": 0}
     assert storage.size(recent_sha) is None
+
+
+# --- the reference client -------------------------------------------------------------------------
+
+
+class FlakyUploader(Uploader):
+    """The reference client's uploader over the Flask test client, on a network that cuts pieces at a
+    random byte and loses answers."""
+
+    def __init__(self, tablet, rng):
+        super().__init__("", tablet.token, piece_bytes=40_000, attempts=50, sleep=lambda _seconds: None)
+        self.tablet, self.rng = tablet, rng
+        self.cuts = self.lost = 0
+
+    def request(self, method, path, body=None, headers=None):
+        headers = {**self.tablet._headers(), **(headers or {})}
+        client = self.tablet.client
+        if method == "PUT" and body and self.rng.random() < 0.4:
+            arrived = self.rng.randrange(0, len(body))
+            client.put(path, input_stream=io.BytesIO(body[:arrived]), headers=headers,
+                       environ_overrides={"CONTENT_LENGTH": str(len(body))})
+            self.cuts += 1
+            raise NetworkError("connection reset")
+        response = client.open(path, method=method, data=body, headers=headers)
+        if method == "PUT" and self.rng.random() < 0.2:
+            self.lost += 1
+            raise NetworkError("the answer was lost")
+        return Answer(response.status_code, dict(response.headers), response.data)
+
+
+def test_reference_client_uploads_through_a_flaky_network(world, field, figures):
+    tablet, household = field
+    rng = random.Random(20261201)
+    data, sha = blob(700_000)
+    uploader = FlakyUploader(tablet, rng)
+    assert uploader.upload(data) == sha
+    assert uploader.cuts > 0 and uploader.lost > 0
+    figures(f"attachment client: {uploader.cuts} cut pieces and {uploader.lost} lost answers survived")
+    assert head(tablet, sha).status_code == 200
+    assert uploader.upload(data) == sha  # already held: one HEAD, nothing sent
+    tablet.push([op("visit", str(uuid.uuid4()), data=visit_with(household["id"], (sha, "image/jpeg")))])
+    assert tablet.get(f"{BASE}/{sha}").data == data
