@@ -8,6 +8,7 @@
 | the change log (history for merges and pulls) | HISTORY_DAYS, plus a day of margin | HISTORY_DAYS |
 | the audit log of personal-data reads | AUDIT_DAYS | AUDIT_DAYS |
 | rate-limit counters | one day | |
+| sync logs tablets uploaded for support | DEVICE_LOG_DAYS | DEVICE_LOG_DAYS |
 
 Why purging the change log is safe: a cursor older than HISTORY_DAYS is answered ``cursor_expired``; a
 younger cursor only needs changes committed after the pull that issued it; and a merge whose base is
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from sync.models import AuditEvent, ChangeLog, OpLog, QuarantinedOp, RateLimitHit, SyncBatch, utcnow
+from sync.models import AuditEvent, ChangeLog, DeviceLog, OpLog, QuarantinedOp, RateLimitHit, SyncBatch, utcnow
 
 HISTORY_MARGIN = dt.timedelta(days=1)  # cursors are checked by their issue time; keep a day past it
 
@@ -33,10 +34,12 @@ class RetentionPolicy:
     quarantine_days: int
     history_days: int
     audit_days: int
+    device_log_days: int
 
     @classmethod
     def from_config(cls, config) -> "RetentionPolicy":
-        return cls(config["OP_LOG_DAYS"], config["QUARANTINE_DAYS"], config["HISTORY_DAYS"], config["AUDIT_DAYS"])
+        return cls(config["OP_LOG_DAYS"], config["QUARANTINE_DAYS"], config["HISTORY_DAYS"], config["AUDIT_DAYS"],
+                   config["DEVICE_LOG_DAYS"])
 
     def conditions(self, now: dt.datetime) -> dict:
         """What each purge removes: a where-clause per table, by name."""
@@ -49,6 +52,7 @@ class RetentionPolicy:
             "change_log": (ChangeLog, ChangeLog.created_at < now - self.history_days * day - HISTORY_MARGIN),
             "audit_log": (AuditEvent, AuditEvent.at < now - self.audit_days * day),
             "rate_limits": (RateLimitHit, RateLimitHit.window_start < int((now - day).timestamp())),
+            "device_logs": (DeviceLog, DeviceLog.created_at < now - self.device_log_days * day),
         }
 
 

@@ -76,7 +76,8 @@ def flag_counts(session: Session, config, now: dt.datetime | None = None) -> dic
 def upload_log(session: Session, device: Device, config, text: str, app_version: str | None,
                now: dt.datetime | None = None) -> DeviceLog:
     """Keep a log the tablet sent, at most ``DEVICE_LOG_MAX_BYTES``; only the newest
-    ``DEVICE_LOG_KEEP_PER_DEVICE`` of each tablet are kept, so a tablet cannot fill the database."""
+    ``DEVICE_LOG_KEEP_PER_DEVICE`` of each tablet are kept, so a tablet cannot fill the database;
+    the retention purge (``server.retention``) drops those past ``DEVICE_LOG_DAYS``."""
     size = len(text.encode("utf-8"))
     limit = config["DEVICE_LOG_MAX_BYTES"]
     if size > limit:
@@ -105,9 +106,3 @@ def get_log(session: Session, scope: Scope, device_id: str, log_id: str) -> Devi
     if log is None:
         raise NotFoundError("No such log.")
     return log
-
-
-def purge_logs(session: Session, config, now: dt.datetime | None = None) -> int:
-    """Drop logs older than ``DEVICE_LOG_DAYS`` (for the retention purge); the number dropped."""
-    cutoff = (now or utcnow()) - dt.timedelta(days=config["DEVICE_LOG_DAYS"])
-    return session.execute(delete(DeviceLog).where(DeviceLog.created_at < cutoff)).rowcount

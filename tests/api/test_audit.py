@@ -157,7 +157,8 @@ def test_purge_removes_only_what_retention_no_longer_keeps(world, runner, app):
     result = runner.invoke(args=["purge"])
     assert result.exit_code == 0, result.output
     assert "removed 2 from op_log, removed 1 from sync_batches, removed 1 from quarantine, removed 1 from " \
-           "change_log, removed 1 from audit_log, removed 1 from rate_limits" == result.output.strip()
+           "change_log, removed 1 from audit_log, removed 1 from rate_limits, removed 0 from device_logs" \
+           == result.output.strip()
     db.session.expire_all()
     assert {r.batch_id for r in db.session.scalars(select(OpLog))} == {new_batch}
     assert [q.id for q in db.session.scalars(select(QuarantinedOp))] == [quarantined[1].id]

@@ -148,13 +148,14 @@ def test_only_the_newest_logs_of_a_tablet_are_kept(world, app, monkeypatch):
     assert world.coordinator.get(f"/api/v1/devices/{other.device_id}/logs").get_json()["total"] == 1
 
 
-def test_purge_drops_logs_past_their_days(world, app):
+def test_the_purge_command_drops_logs_past_their_days(world, app, runner):
     tablet = world.tablet("m1")
     old, new = (upload(tablet, text).get_json()["id"] for text in ("old", "new"))
     db.session.get(DeviceLog, old).created_at = utcnow() - dt.timedelta(days=app.config["DEVICE_LOG_DAYS"] + 1)
     db.session.commit()
-    assert fleet.purge_logs(db.session, app.config) == 1
-    db.session.commit()
+    result = runner.invoke(args=["purge"])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
     assert list(db.session.scalars(select(DeviceLog.id))) == [new]
 
 
