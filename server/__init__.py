@@ -20,6 +20,12 @@ def create_app(config: dict | None = None) -> Flask:
 
     request_logging.init_app(app)  # first: its clock starts before every other hook
 
+    if app.config["PROXY_COUNT"]:  # behind nginx: the client's address, not the proxy's
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
     init_db(app)
     errors.init_app(app)
 

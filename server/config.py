@@ -54,6 +54,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "ATTACHMENT_S3_PREFIX": ("", "key prefix inside the bucket"),
     "ATTACHMENT_S3_ENDPOINT_URL": (None, "an S3-compatible server's URL; unset for AWS itself"),
     "ATTACHMENT_S3_REGION": (None, "the bucket's region; credentials come from the usual AWS_* variables"),
+    "PROXY_COUNT": ("0", "reverse proxies in front of the app (nginx: 1); their X-Forwarded-For/-Proto are trusted, "
+                         "so rate limits and METRICS_ALLOW_CIDRS see the client's address"),
     "METRICS_TOKEN": (None, "bearer token a scraper must send to `/metrics`; with neither this nor "
                             "METRICS_ALLOW_CIDRS set, `/metrics` answers 404"),
     "METRICS_ALLOW_CIDRS": (None, "networks that may scrape `/metrics`, comma-separated "
@@ -211,6 +213,7 @@ def load(overrides: dict | None = None) -> dict:
         "ATTACHMENT_S3_PREFIX": env("ATTACHMENT_S3_PREFIX"),
         "ATTACHMENT_S3_ENDPOINT_URL": env("ATTACHMENT_S3_ENDPOINT_URL"),
         "ATTACHMENT_S3_REGION": env("ATTACHMENT_S3_REGION"),
+        "PROXY_COUNT": _at_least("PROXY_COUNT", 0),
         "METRICS_TOKEN": env("METRICS_TOKEN"),
         "METRICS_ALLOW_CIDRS": _networks("METRICS_ALLOW_CIDRS"),
         "PROMETHEUS_MULTIPROC_DIR": _existing_dir("PROMETHEUS_MULTIPROC_DIR"),
