@@ -275,7 +275,7 @@ class S3Storage(Storage):
                 return size
             raise FileNotFoundError(sha256)
         data = bytearray()
-        for offset, size, key in pieces:
+        for offset, _size, key in pieces:
             if offset > len(data):
                 break
             body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()

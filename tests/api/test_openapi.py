@@ -21,7 +21,7 @@ def _api_routes(app):
     routes: dict[str, set[str]] = {}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/v1/"):
-            path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+            path = re.sub(r"<(?:[a-z]+:)?([a-z_][a-z0-9_]*)>", r"{\1}", rule.rule)
             routes.setdefault(path, set()).update(rule.methods - IGNORED_METHODS)
     return routes
 
