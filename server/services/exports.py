@@ -33,14 +33,12 @@ _SOURCES = {"visits": (Visit, Visit.visited_at), "assistance_logs": (AssistanceL
             "requests": (Request, Request.raised_at)}
 
 
-def rows(session: Session, scope: Scope, kind: str, area_id: str | None, since: dt.datetime | None,
-         until: dt.datetime | None) -> Iterator[dict]:
-    """Records of ``kind`` in scope (and under ``area_id``), with ``since <= time < until``, oldest first."""
+def _filtered(session: Session, scope: Scope, kind: str, area_id: str | None, since: dt.datetime | None,
+              until: dt.datetime | None, *columns):
     model, at = _SOURCES[kind]
-    stmt = (select(model, Household.address, Household.head_name, Area.name, User.display_name)
+    stmt = (select(*columns)
             .join(Household, Household.id == model.household_id)
             .join(Area, Area.id == Household.area_id)
-            .outerjoin(User, User.id == model.author_id)
             .where(scope.records(model), model.deleted_at.is_(None)))
     if area_id:
         area = scope.require_area(session, area_id)
@@ -49,6 +47,24 @@ def rows(session: Session, scope: Scope, kind: str, area_id: str | None, since: 
         stmt = stmt.where(at >= since)
     if until is not None:
         stmt = stmt.where(at < until)
+    return stmt
+
+
+def households_of(session: Session, scope: Scope, kind: str, area_id: str | None, since: dt.datetime | None,
+                  until: dt.datetime | None) -> list[str]:
+    """The households an export covers, for the audit log before its first row goes out."""
+    model, _ = _SOURCES[kind]
+    stmt = _filtered(session, scope, kind, area_id, since, until, model.household_id)
+    return list(session.scalars(stmt.distinct()))
+
+
+def rows(session: Session, scope: Scope, kind: str, area_id: str | None, since: dt.datetime | None,
+         until: dt.datetime | None) -> Iterator[dict]:
+    """Records of ``kind`` in scope (and under ``area_id``), with ``since <= time < until``, oldest first."""
+    model, at = _SOURCES[kind]
+    stmt = (_filtered(session, scope, kind, area_id, since, until,
+                      model, Household.address, Household.head_name, Area.name, User.display_name)
+            .outerjoin(User, User.id == model.author_id))
     stmt = stmt.order_by(at, model.id).execution_options(yield_per=BATCH)
     for record, address, head_name, area_name, author in session.execute(stmt):
         joined = {"area": area_name, "address": address, "head_name": head_name, "author": author}

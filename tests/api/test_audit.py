@@ -170,3 +170,21 @@ def test_purge_removes_only_what_retention_no_longer_keeps(world, runner, app):
     fresh = world.tablet("m1")
     fresh.pull_all()
     assert ("visit", visit["id"]) in fresh.replica and ("visit", recent["id"]) in fresh.replica
+
+
+def test_an_export_audits_every_household_it_covers_before_the_first_row(world, app):
+    from tests.api.test_console import Console
+
+    covered = world.household("幸福路1号", member="m1")
+    world.household("幸福路2号", member="m1")  # no visit: not in a visits export
+    tablet = world.tablet("m1")
+    tablet.push([op("visit", str(uuid.uuid4()), data={"household_id": covered["id"], "kind": "routine",
+                                                     "visited_at": "2026-12-01T09:00:00+08:00"})])
+    console = Console(app.test_client())
+    console.login()
+    response = console.get("/console/exports/download?kind=visits&format=csv")
+    assert response.status_code == 200 and response.is_streamed
+    [event] = _events(action="export")
+    assert event.household_id == covered["id"] and event.entity == "visits"
+    assert event.user_id == world.users["coord"]["id"]
+    assert "幸福路1号" in response.get_data().decode("utf-8-sig")

@@ -6,7 +6,7 @@ from urllib.parse import quote
 from flask import Response, render_template, request, stream_with_context
 
 from ...extensions import db
-from ...services import exports
+from ...services import audit, exports
 from .. import bp
 from ..export_files import csv_stream, xlsx_stream
 from ..forms import ExportArgs, day_range, parse
@@ -32,6 +32,9 @@ def export_download():
     kind, caller = args["kind"], scope()
     if args["area_id"]:
         caller.require_area(db.session, args["area_id"])  # a bad area is a 404 page, not a broken download
+    # Audited before streaming: the audit hook writes these when the response starts, not per row.
+    audit.record(caller.actor, "export", exports.households_of(db.session, caller, kind, args["area_id"], since,
+                                                               until), entity=kind)
     rows = exports.rows(db.session, caller, kind, args["area_id"], since, until)
     columns, title = exports.COLUMNS[kind], str(TITLES[kind])
     body = csv_stream(columns, rows) if args["format"] == "csv" else xlsx_stream(columns, rows, title)
