@@ -109,3 +109,8 @@ class QuarantineRetry(BaseSchema):
     """``data``: the op's data corrected by the coordinator, as JSON; blank retries the op as sent."""
 
     data = Text(load_default=None)
+
+
+class LedgerUpload(BaseSchema):
+    area_id = UUIDStr(required=True)
+    dry_run = fields.Boolean(load_default=False)

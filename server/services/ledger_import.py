@@ -278,12 +278,20 @@ class LedgerImporter:
                 values = {f: cells[i] if i < len(cells) else None for i, f in columns.items()}
                 savepoint = self.session.begin_nested()
                 queued = len(self.session.info.get(PENDING_KEY, []))
+                counts, seen = dict(vars(self.report)), dict(self.seen)
                 try:
                     self._row(number, values)
                     savepoint.commit()
                 except _RowRejected as exc:
+                    # the whole row goes, household line included: counts and keys return to before it
                     savepoint.rollback()
                     del self.session.info.setdefault(PENDING_KEY, [])[queued:]
+                    for name in ("households_created", "households_updated", "households_unchanged",
+                                 "duplicate_households", "residents_created", "residents_updated"):
+                        setattr(self.report, name, counts[name])
+                    if self.seen != seen:
+                        self.seen = seen
+                        self.current_rejected = True
                     self.report.rejected_rows += 1
                     self.report.errors.extend(exc.errors)
             if self.report.rows % CHUNK == 0:
@@ -301,8 +309,7 @@ class LedgerImporter:
             if final:
                 self.session.rollback()
         else:
-            self.session.commit()
-        self.session.expunge_all()
+            self.session.commit()  # committed objects are only weakly held: memory stays flat however long the file
 
     # one row ---------------------------------------------------------------------------------------
     def _row(self, number: int, values: dict[str, Any]) -> None:

@@ -1,5 +1,6 @@
 """Importing household ledgers (台账): xlsx with a two-row merged header, GBK CSV, bad rows, re-import."""
 import csv
+import re
 import io
 import json
 
@@ -55,9 +56,10 @@ def count(model, *where):
 def test_xlsx_ledger_imports_good_rows_and_reports_bad_ones(world, admin_runner, tmp_path):
     path = _xlsx(tmp_path / "台账.xlsx", ROWS)
     summary = _run(admin_runner, path, "--area", world.building["id"])
-    assert summary["households_created"] == 3  # HX-001, HX-002, HX-004 (its household line is valid)
+    assert summary["households_created"] == 2  # HX-001, HX-002 (HX-003 has a bad phone, HX-004's line a bad gender)
     assert summary["duplicate_households"] == 1
-    assert summary["residents_created"] == 4  # 王秀英, 李建国, 张桂兰, 李小红 (孙丽 has a bad gender)
+    assert summary["residents_created"] == 4  # 王秀英, 李建国, 张桂兰, 李小红
+    assert count(Household) == 2 and count(Resident) == 4
     assert summary["skipped_blank_rows"] == 1
     assert summary["rejected_rows"] == 3  # 赵强 (phone), 赵小明 (its household was rejected), 孙丽 (gender)
     assert summary["ignored_columns"] == ["身份证号"]
@@ -78,7 +80,7 @@ def test_xlsx_ledger_imports_good_rows_and_reports_bad_ones(world, admin_runner,
 def test_dry_run_counts_and_writes_nothing(world, admin_runner, tmp_path):
     path = _xlsx(tmp_path / "l.xlsx", ROWS)
     summary = _run(admin_runner, path, "--area", world.building["id"], "--dry-run")
-    assert summary["dry_run"] and summary["households_created"] == 3 and summary["residents_created"] == 4
+    assert summary["dry_run"] and summary["households_created"] == 2 and summary["residents_created"] == 4
     assert count(Household) == 0 and count(Resident) == 0
 
 
@@ -128,3 +130,34 @@ def test_unknown_area_and_unreadable_layout_fail_cleanly(world, admin_runner, tm
     good = _xlsx(tmp_path / "g.xlsx", ROWS[:1])
     result = admin_runner.invoke(args=["import-households", str(good), "--area", "没有这个区域"])
     assert result.exit_code != 0 and "No such area" in result.output
+
+
+def test_the_console_imports_a_ledger_and_offers_the_error_report(world, app, tmp_path):
+    from tests.api.test_console import Console
+
+    console = Console(app.test_client())
+    console.login()
+    page = console.get("/console/import")
+    assert page.status_code == 200 and "导入台账" in page.get_data(as_text=True)
+    path = _xlsx(tmp_path / "web.xlsx", ROWS)
+    with path.open("rb") as f:
+        response = console.client.post("/console/import", data={
+            "csrf_token": console.csrf, "area_id": world.building["id"], "file": (f, "台账.xlsx")},
+            content_type="multipart/form-data")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200, html[:500]
+    assert "导入结果" in html, html
+    assert count(Household) == 2
+    link = re.search(r'href="(/console/import/reports/[^"]+\.csv)"', html).group(1)
+    report = console.get(link)
+    assert report.status_code == 200 and "联系电话" in report.get_data(as_text=True)
+    # another session cannot fetch this report
+    other = Console(app.test_client())
+    other.login()
+    assert other.get(link).status_code == 404
+    # a dry run from the browser writes nothing
+    with path.open("rb") as f:
+        console.client.post("/console/import", data={"csrf_token": console.csrf, "area_id": world.building["id"],
+                                                     "dry_run": "true", "file": (f, "again.xlsx")},
+                            content_type="multipart/form-data")
+    assert count(Household) == 2
