@@ -353,3 +353,41 @@ def test_reference_client_uploads_through_a_flaky_network(world, field, figures)
     assert uploader.upload(data) == sha  # already held: one HEAD, nothing sent
     tablet.push([op("visit", str(uuid.uuid4()), data=visit_with(household["id"], (sha, "image/jpeg")))])
     assert tablet.get(f"{BASE}/{sha}").data == data
+
+
+# --- the S3-compatible storage, end to end --------------------------------------------------------
+
+
+@pytest.fixture
+def s3_storage(app):
+    """The app's storage swapped for S3 on a local moto server (127.0.0.1), where moto is installed."""
+    server_module = pytest.importorskip("moto.server")
+    import boto3
+
+    from server.storage import S3Storage
+
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    client.create_bucket(Bucket="lianhu-test")
+    before = app.extensions.get("lianhu.storage")
+    app.extensions["lianhu.storage"] = S3Storage("lianhu-test", prefix="lianhu", client=client)
+    yield app.extensions["lianhu.storage"]
+    app.extensions["lianhu.storage"] = before
+    server.stop()
+
+
+def test_resume_read_and_thumbnail_on_s3(world, field, s3_storage):
+    tablet, household = field
+    data, sha = jpeg()
+    cut = random.randrange(1, len(data))
+    tablet.client.put(f"{BASE}/{sha}", input_stream=io.BytesIO(data[:cut]), headers=tablet._headers(),
+                      environ_overrides={"CONTENT_LENGTH": str(len(data))})
+    assert head(tablet, sha).headers["Upload-Offset"] == str(cut)
+    assert put(tablet, sha, data[cut:], start=cut, total=len(data)).get_json()["complete"] is True
+    assert s3_storage.size(sha) == len(data)
+    tablet.push([op("visit", str(uuid.uuid4()), data=visit_with(household["id"], (sha, "image/jpeg")))])
+    assert tablet.get(f"{BASE}/{sha}").data == data
+    assert world.coordinator.get(f"{BASE}/{sha}/thumbnail").mimetype == "image/jpeg"
