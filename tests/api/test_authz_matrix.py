@@ -143,7 +143,7 @@ def test_every_route_has_a_rule(app):
     routes = {f"{method} {endpoint}" for method, endpoint, _ in api_routes(app)}
     assert routes - set(ACCESS) == set(), "routes without an authorization rule: add them to ACCESS"
     assert set(ACCESS) - routes == set(), "rules for routes that no longer exist"
-    for method, endpoint, rule in api_routes(app):
+    for _method, endpoint, rule in api_routes(app):
         for name in re.findall(r"<(?:\w+:)?(\w+)>", rule):
             assert name in PARAM_KIND, f"{endpoint}: no target records for path parameter {name}"
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select as sql_select, text
+from sqlalchemy import func, text
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import make_url
 
 from server import create_app
@@ -174,7 +175,7 @@ def test_a_worker_killed_mid_batch_commits_nothing_and_the_resend_applies_once(a
         batch_seconds = time.time() - started
         rng = random.Random(8)
         killed_mid_request = 0
-        for trial in range(3):
+        for _trial in range(3):
             ops, batch_id = visit_ops(household["id"], 500), str(uuid.uuid4())
             [worker] = server.workers()
             thread, outcome = _push_in_background(url, envelope(ops, batch_id), bearer(tablet))
@@ -226,7 +227,7 @@ def test_on_postgresql_a_worker_killed_holding_an_applied_uncommitted_batch_comm
 def test_a_client_that_drops_the_connection_after_sending_gets_its_results_on_resend(app, seeded, tmp_path):
     household, tablet = seeded
     with gunicorn(app, tmp_path) as server:
-        for trial in range(3):
+        for _trial in range(3):
             ops, batch_id = visit_ops(household["id"], 100), str(uuid.uuid4())
             body = requests.models.PreparedRequest()
             body.prepare(method="POST", url=server.base + "/api/v1/sync/push", json=envelope(ops, batch_id),
@@ -327,7 +328,7 @@ def test_the_database_going_away_answers_503_with_retry_after_and_recovers(app, 
         with gunicorn(app, tmp_path, database_url=proxied) as server:
             pull = server.base + "/api/v1/sync/pull"
             assert requests.get(pull, headers=bearer(tablet), timeout=30).status_code == 200
-            for outage in range(2):
+            for _outage in range(2):
                 proxy.cut()
                 _record("database outages")
                 ops = visit_ops(household["id"], 3)
