@@ -23,7 +23,7 @@ CACHE = "private, max-age=3600"
 SANDBOX = "default-src 'none'; sandbox"
 
 
-def _file_response(data: bytes, mimetype: str, sha256: str) -> Response:
+def file_response(data: bytes, mimetype: str, sha256: str) -> Response:
     inline = mimetype.startswith("image/") or mimetype == "application/pdf"
     response = send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=not inline, download_name=sha256,
                          conditional=True, etag=sha256, max_age=3600)
@@ -59,7 +59,7 @@ class AttachmentBySha(MethodView):
     def get(self, sha256):
         """The file, for callers whose scope holds a record that refers to it."""
         found = attachments.download(db.session, current_storage(), current_scope(), sha256)
-        return _file_response(found.data, found.mimetype, found.sha256)
+        return file_response(found.data, found.mimetype, found.sha256)
 
 
 @blp.route("/<string:sha256>/thumbnail")
@@ -69,4 +69,4 @@ class AttachmentThumbnail(MethodView):
     def get(self, sha256):
         """A small JPEG of an image attachment, for the coordinators' console."""
         data = attachments.thumbnail(db.session, current_storage(), current_scope(), sha256)
-        return _file_response(data, "image/jpeg", sha256)
+        return file_response(data, "image/jpeg", sha256)
