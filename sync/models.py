@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    event,
     select,
     BigInteger,
     Boolean,
@@ -188,6 +189,8 @@ class Household(SyncedRecord, Base):
     visit_interval_days: Mapped[int | None] = mapped_column(Integer)
     notes: Mapped[str | None] = mapped_column(Text)
     last_visited_at: Mapped[dt.datetime | None]
+    ledger_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    """The household's number in the community's own ledger (台账), when it was imported from one."""
 
     @property
     def household_id(self) -> str:
@@ -529,3 +532,25 @@ SYNCED_MODELS: dict[str, type[SyncedRecord]] = {
     "review": Review,
 }
 
+
+
+@event.listens_for(ChangeCounter.__table__, "after_create")
+def _seed_change_counter(table, connection, **_):
+    """The counter row exists from the start, so that no two first writers race to insert it."""
+    connection.execute(table.insert().values(id=1, value=0))
+
+
+class WatermelonPull(Base):
+    """A ``timestamp`` answered to a WatermelonDB client, and the engine's cursor it stands for.
+
+    WatermelonDB hands back the number it was given (as ``last_pulled_at``) and nothing else, so the
+    server keeps what the number means: the change-log position reached (``timestamp`` is ``seq + 1``)
+    and the engine's opaque cursor, which carries the device binding, resync epoch and age checks.
+    """
+
+    __tablename__ = "watermelon_pulls"
+    device_id: Mapped[str] = mapped_column(UUID, primary_key=True)
+    timestamp: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    cursor: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

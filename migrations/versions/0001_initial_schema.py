@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 09:23:21.257501
+Create Date: 2026-12-01 10:12:05.132556
 
 """
 from alembic import op
@@ -33,6 +33,53 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_areas_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_areas_parent_id'), ['parent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_areas_path'), ['path'], unique=False)
+
+    op.create_table('attachment_refs',
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('entity', sa.String(length=30), nullable=False),
+    sa.Column('record_id', sa.String(length=36), nullable=False),
+    sa.Column('household_id', sa.String(length=36), nullable=False),
+    sa.Column('community_id', sa.String(length=36), nullable=False),
+    sa.Column('mime', sa.String(length=200), nullable=True),
+    sa.PrimaryKeyConstraint('sha256', 'entity', 'record_id', name=op.f('pk_attachment_refs'))
+    )
+    with op.batch_alter_table('attachment_refs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_attachment_refs_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_attachment_refs_record', ['entity', 'record_id'], unique=False)
+
+    op.create_table('attachments',
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('total_bytes', sa.BigInteger(), nullable=False),
+    sa.Column('complete', sa.Boolean(), nullable=False),
+    sa.Column('uploaded_by', sa.String(length=36), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('sha256', name=op.f('pk_attachments'))
+    )
+    with op.batch_alter_table('attachments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_attachments_complete'), ['complete'], unique=False)
+        batch_op.create_index(batch_op.f('ix_attachments_updated_at'), ['updated_at'], unique=False)
+
+    op.create_table('audit_log',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('role', sa.String(length=20), nullable=False),
+    sa.Column('device_id', sa.String(length=36), nullable=True),
+    sa.Column('action', sa.String(length=20), nullable=False),
+    sa.Column('entity', sa.String(length=30), nullable=False),
+    sa.Column('household_id', sa.String(length=36), nullable=False),
+    sa.Column('community_id', sa.String(length=36), nullable=True),
+    sa.Column('endpoint', sa.String(length=200), nullable=True),
+    sa.Column('request_id', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_community_id'), ['community_id'], unique=False)
+        batch_op.create_index('ix_audit_log_household_at', ['household_id', 'at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_user_id'), ['user_id'], unique=False)
 
     op.create_table('change_counter',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -109,6 +156,8 @@ def upgrade():
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('claim_token', sa.String(length=36), nullable=True),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_dedupe_key'))
     )
@@ -155,6 +204,14 @@ def upgrade():
     with op.batch_alter_table('sync_batches', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sync_batches_created_at'), ['created_at'], unique=False)
 
+    op.create_table('watermelon_pulls',
+    sa.Column('device_id', sa.String(length=36), nullable=False),
+    sa.Column('timestamp', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('seq', sa.BigInteger(), nullable=False),
+    sa.Column('cursor', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('device_id', 'timestamp', name=op.f('pk_watermelon_pulls'))
+    )
     op.create_table('households',
     sa.Column('area_id', sa.String(length=36), nullable=False),
     sa.Column('address', sa.String(length=200), nullable=False),
@@ -166,6 +223,7 @@ def upgrade():
     sa.Column('visit_interval_days', sa.Integer(), nullable=True),
     sa.Column('notes', sa.Text(), nullable=True),
     sa.Column('last_visited_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('ledger_id', sa.String(length=200), nullable=True),
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('community_id', sa.String(length=36), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -180,6 +238,7 @@ def upgrade():
     with op.batch_alter_table('households', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_households_area_id'), ['area_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_households_community_id'), ['community_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_households_ledger_id'), ['ledger_id'], unique=False)
 
     op.create_table('users',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -247,6 +306,8 @@ def upgrade():
     sa.Column('resync_epoch', sa.Integer(), nullable=False),
     sa.Column('app_version', sa.String(length=200), nullable=True),
     sa.Column('schema_version', sa.Integer(), nullable=True),
+    sa.Column('outbox_length', sa.Integer(), nullable=True),
+    sa.Column('oldest_unsynced_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_devices_user_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_devices')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_devices_token_hash'))
@@ -395,6 +456,20 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_visits_household_id'), ['household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_visits_visited_at'), ['visited_at'], unique=False)
 
+    op.create_table('device_logs',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('device_id', sa.String(length=36), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('app_version', sa.String(length=200), nullable=True),
+    sa.Column('size_bytes', sa.Integer(), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_device_logs_device_id_devices')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_device_logs'))
+    )
+    with op.batch_alter_table('device_logs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_device_logs_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_device_logs_device_id'), ['device_id'], unique=False)
+
     op.create_table('request_events',
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('household_id', sa.String(length=36), nullable=False),
@@ -451,6 +526,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_reviews_visit_id'), ['visit_id'], unique=False)
 
     # ### end Alembic commands ###
+    # the change counter's one row exists from the start (see sync/changes.py)
     op.bulk_insert(sa.table('change_counter', sa.column('id', sa.Integer), sa.column('value', sa.BigInteger)),
                    [{'id': 1, 'value': 0}])
 
@@ -471,6 +547,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_request_events_community_id'))
 
     op.drop_table('request_events')
+    with op.batch_alter_table('device_logs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_device_logs_device_id'))
+        batch_op.drop_index(batch_op.f('ix_device_logs_created_at'))
+
+    op.drop_table('device_logs')
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visits_visited_at'))
         batch_op.drop_index(batch_op.f('ix_visits_household_id'))
@@ -523,10 +604,12 @@ def downgrade():
 
     op.drop_table('users')
     with op.batch_alter_table('households', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_households_ledger_id'))
         batch_op.drop_index(batch_op.f('ix_households_community_id'))
         batch_op.drop_index(batch_op.f('ix_households_area_id'))
 
     op.drop_table('households')
+    op.drop_table('watermelon_pulls')
     with op.batch_alter_table('sync_batches', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sync_batches_created_at'))
 
@@ -562,6 +645,23 @@ def downgrade():
 
     op.drop_table('change_log')
     op.drop_table('change_counter')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_log_user_id'))
+        batch_op.drop_index('ix_audit_log_household_at')
+        batch_op.drop_index(batch_op.f('ix_audit_log_community_id'))
+        batch_op.drop_index(batch_op.f('ix_audit_log_at'))
+
+    op.drop_table('audit_log')
+    with op.batch_alter_table('attachments', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_attachments_updated_at'))
+        batch_op.drop_index(batch_op.f('ix_attachments_complete'))
+
+    op.drop_table('attachments')
+    with op.batch_alter_table('attachment_refs', schema=None) as batch_op:
+        batch_op.drop_index('ix_attachment_refs_record')
+        batch_op.drop_index(batch_op.f('ix_attachment_refs_household_id'))
+
+    op.drop_table('attachment_refs')
     with op.batch_alter_table('areas', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_areas_path'))
         batch_op.drop_index(batch_op.f('ix_areas_parent_id'))
