@@ -65,6 +65,8 @@ ACCESS = {
     "PUT attachments.AttachmentBySha": "device",
     "GET attachments.AttachmentBySha": "scoped",
     "GET attachments.AttachmentThumbnail": "scoped",
+    "GET watermelondb.Sync": "device",
+    "POST watermelondb.Sync": "device",
 }
 
 ROLES = ("admin", "coordinator", "other_coordinator", "member", "paired_device", "unpaired_device",
