@@ -73,13 +73,13 @@ api = LianhuApi(spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
 
 
 def init_app(app) -> None:
-    from . import accounts, attachments, audit, fleet, households, ops, requests, review, sync
+    from . import accounts, attachments, audit, fleet, households, ops, requests, review, sync, watermelondb
 
     app.config.setdefault("API_SPEC_OPTIONS", {
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     })
     api.init_app(app)
-    for module in (accounts, attachments, fleet, households, sync, requests, review, ops, audit):
+    for module in (accounts, attachments, fleet, households, sync, requests, review, ops, audit, watermelondb):
         for blueprint in module.BLUEPRINTS:
             api.register_blueprint(blueprint)
