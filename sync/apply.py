@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import requests as request_rules
-from .changes import json_value, record_change
+from .changes import json_value, pending_history, record_change
 from .entities import SPECS, EntitySpec
 from .errors import ForbiddenError, IdTakenError, NotFoundError, OpRejected, StaleDeleteError
 from .merge import UNKNOWN, FieldConflict, FieldOutcome, merge_field
@@ -163,6 +163,11 @@ def _history_since(session, spec, record, base_version: int) -> list[ChangeLog] 
             .order_by(ChangeLog.version)
         )
     )
+    # Changes made earlier in this transaction (the same batch) are numbered and written only at commit.
+    queued = [ChangeLog(**{k: v for k, v in row.items() if k != "seq"})
+              for row in pending_history(session, spec.name, record.id)
+              if row["version"] is not None and row["version"] > base_version]
+    rows = sorted(rows + queued, key=lambda r: r.version)
     if {r.version for r in rows} != set(range(base_version + 1, record.version + 1)):
         return None
     return rows

@@ -91,6 +91,7 @@ def write_pending_changes(session: Session) -> None:
         .where(ChangeCounter.id == 1)
         .values(value=ChangeCounter.value + len(rows))
         .returning(ChangeCounter.value)
+        .execution_options(synchronize_session=False)  # nothing to match in the identity map
     ).scalar_one_or_none()
     if last is None:
         session.add(ChangeCounter(id=1, value=len(rows)))
@@ -102,11 +103,26 @@ def write_pending_changes(session: Session) -> None:
     session.execute(insert(ChangeLog), rows)
 
 
+def pending_history(session: Session, entity: str, record_id: str) -> list[dict[str, Any]]:
+    """This transaction's queued changes of one record, not yet in ``change_log`` (merges read both)."""
+    return [row for row in session.info.get(PENDING_KEY, ()) if row["entity"] == entity
+            and row["record_id"] == record_id]
+
+
 @event.listens_for(Session, "before_commit")
 def _number_changes_before_commit(session: Session) -> None:
+    # SQLAlchemy also fires before_commit when a savepoint is released (each pushed op has one). Numbering
+    # there would take the counter row at a batch's first op and hold it for the rest of the batch,
+    # serialising every concurrent push on PostgreSQL, and cost two statements per op; so only the
+    # outermost commit numbers, as the module docstring says.
+    if session.in_nested_transaction():
+        return
     write_pending_changes(session)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget_changes_after_rollback(session: Session) -> None:
-    session.info.pop(PENDING_KEY, None)
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_changes_after_rollback(session: Session, previous_transaction) -> None:
+    # Only a rollback of the whole transaction forgets its changes: a savepoint's rollback (one rejected
+    # op) leaves the ops before it queued; its caller drops just the rejected op's own changes.
+    if previous_transaction.parent is None:
+        session.info.pop(PENDING_KEY, None)
