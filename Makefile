@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test unit api e2e soak bench lint fmt migrate seed clean venv test-deps
+.PHONY: run test unit api e2e soak bench bench-full lint fmt migrate seed clean venv test-deps
 
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,8 +45,16 @@ SOAK_ROUNDS ?= 60
 soak: test-deps
 	LIANHU_SOAK=1 LIANHU_SOAK_ROUNDS=$(SOAK_ROUNDS) $(BIN)/python -m pytest -q -s tests/e2e/test_simulation.py
 
-bench: test-deps
+$(BIN)/.installed-bench: $(BIN)/.installed requirements-bench.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+# BENCH_DATABASE_URL: a PostgreSQL database the run may wipe (default postgresql://postgres@127.0.0.1/lianhu_bench)
+bench: $(BIN)/.installed-bench
 	$(BIN)/python -m bench.run --short
+
+bench-full: $(BIN)/.installed-bench
+	$(BIN)/python -m bench.run --full
 
 lint: test-deps
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
