@@ -52,6 +52,8 @@ FIELD_LABELS = {"ledger_id": "台账编号", "address": "地址", "head_name": "
                 "gender": "性别", "birth_year": "出生年份", "relation": "与户主关系", "tags": "标签/类别", "notes": "备注"}
 GENDERS = {"男": "M", "女": "F", "m": "M", "f": "F", "男性": "M", "女性": "F"}
 CHUNK = 500
+COUNTERS = ("households_created", "households_updated", "households_unchanged", "duplicate_households",
+            "residents_created", "residents_updated")
 
 
 @dataclass
@@ -264,6 +266,18 @@ class LedgerImporter:
         self.current_rejected = False
         self.area_id = area.id
         self.subtree = select(Area.id).where(Area.path.startswith(area.path))
+        self.schemas = {HouseholdData: HouseholdData(), ResidentData: ResidentData()}
+        self.created: set[str] = set()  # households made by this run: their residents are known here
+        self.created_residents: dict[tuple[str, str], str] = {}
+        # Every household already in the area, by both keys: one query instead of one per ledger line.
+        self.by_ledger_id: dict[str, str] = {}
+        self.by_address: dict[str, str] = {}
+        for household_id, ledger_id, address in session.execute(
+                select(Household.id, Household.ledger_id, Household.address)
+                .where(Household.area_id.in_(self.subtree), Household.deleted_at.is_(None))):
+            if ledger_id:
+                self.by_ledger_id.setdefault(ledger_id, household_id)
+            self.by_address.setdefault(address, household_id)
 
     def run(self, rows: Iterator[tuple[int, list[Any]]], progress: Callable[[int], None] | None = None) -> ImportReport:
         columns, ignored, data, header_row = find_header(rows, self.mapping)
@@ -278,7 +292,8 @@ class LedgerImporter:
                 values = {f: cells[i] if i < len(cells) else None for i, f in columns.items()}
                 savepoint = self.session.begin_nested()
                 queued = len(self.session.info.get(PENDING_KEY, []))
-                counts, seen = dict(vars(self.report)), dict(self.seen)
+                counts = {name: getattr(self.report, name) for name in COUNTERS}
+                self.row_keys: list[tuple[Any, str]] = []
                 try:
                     self._row(number, values)
                     savepoint.commit()
@@ -286,11 +301,11 @@ class LedgerImporter:
                     # the whole row goes, household line included: counts and keys return to before it
                     savepoint.rollback()
                     del self.session.info.setdefault(PENDING_KEY, [])[queued:]
-                    for name in ("households_created", "households_updated", "households_unchanged",
-                                 "duplicate_households", "residents_created", "residents_updated"):
+                    for name in COUNTERS:
                         setattr(self.report, name, counts[name])
-                    if self.seen != seen:
-                        self.seen = seen
+                    if self.row_keys:  # the household this row started is forgotten again
+                        for container, key in self.row_keys:
+                            container.discard(key) if isinstance(container, set) else container.pop(key, None)
                         self.current_rejected = True
                     self.report.rejected_rows += 1
                     self.report.errors.extend(exc.errors)
@@ -348,6 +363,8 @@ class LedgerImporter:
             household_id = new_id()
             self._apply(number, Change("household", household_id, "create", loaded, None, utcnow()))
             self.session.get(Household, household_id).ledger_id = values["ledger_id"]
+            self.created.add(household_id)
+            self.row_keys.append((self.created, household_id))
             self.report.households_created += 1
         else:
             household_id = existing.id
@@ -361,27 +378,41 @@ class LedgerImporter:
                 self.report.households_updated += 1
             else:
                 self.report.households_unchanged += 1
-        self.seen[key] = household_id
+        self._remember(self.seen, key, household_id)
+        if values["ledger_id"] and values["ledger_id"] not in self.by_ledger_id:
+            self._remember(self.by_ledger_id, values["ledger_id"], household_id)
+        if values["address"] and values["address"] not in self.by_address:
+            self._remember(self.by_address, values["address"], household_id)
         return household_id
 
+    def _remember(self, container: dict, key: str, value: str) -> None:
+        container[key] = value
+        self.row_keys.append((container, key))
+
     def _find_household(self, values: dict[str, Any]) -> Household | None:
-        stmt = select(Household).where(Household.area_id.in_(self.subtree), Household.deleted_at.is_(None))
         if values["ledger_id"]:
-            stmt = stmt.where(Household.ledger_id == values["ledger_id"])
+            household_id = self.by_ledger_id.get(values["ledger_id"])
         else:
-            stmt = stmt.where(Household.address == values["address"])
-        return self.session.scalars(stmt.limit(1)).first()
+            household_id = self.by_address.get(values["address"])
+        return self.session.get(Household, household_id) if household_id else None
 
     def _resident(self, number: int, values: dict[str, Any]) -> None:
         household_id = self.current
         data = {k: v for k, v in values.items() if v is not None}
-        existing = self.session.scalars(select(Resident).where(
-            Resident.household_id == household_id, Resident.name == values["name"],
-            Resident.deleted_at.is_(None)).limit(1)).first()
+        if household_id in self.created:  # made by this run: its residents are the ones this run made
+            made = self.created_residents.get((household_id, values["name"]))
+            existing = self.session.get(Resident, made) if made else None
+        else:
+            existing = self.session.scalars(select(Resident).where(
+                Resident.household_id == household_id, Resident.name == values["name"],
+                Resident.deleted_at.is_(None)).limit(1)).first()
         if existing is None:
             data["household_id"] = household_id
             loaded = self._validate(number, ResidentData, data, partial=False)
-            self._apply(number, Change("resident", new_id(), "create", loaded, None, utcnow()))
+            resident_id = new_id()
+            self._apply(number, Change("resident", resident_id, "create", loaded, None, utcnow()))
+            if household_id in self.created:
+                self._remember(self.created_residents, (household_id, values["name"]), resident_id)
             self.report.residents_created += 1
             return
         loaded = self._validate(number, ResidentData, data, partial=True)
@@ -392,7 +423,7 @@ class LedgerImporter:
 
     def _validate(self, number: int, schema: type[ma.Schema], data: dict, partial: bool) -> dict:
         try:
-            return schema().load(data, partial=partial)
+            return self.schemas[schema].load(data, partial=partial)
         except ma.ValidationError as exc:
             if schema is HouseholdData:
                 self.current_rejected = True
