@@ -5,7 +5,7 @@
 //   {"cmd": "open", "name": "a", "url": "...", "token": "...", "version": 1}
 //   {"cmd": "create"|"update", "name": "a", "table": "...", "id": "...", "set": {...}}
 //   {"cmd": "remove", "name": "a", "table": "...", "id": "..."}
-//   {"cmd": "sync", "name": "a", "sendCreatedAsUpdated": false}
+//   {"cmd": "sync", "name": "a", "sendCreatedAsUpdated": true}  (the default: the flag Lianhu advises)
 //   {"cmd": "all", "name": "a", "table": "..."}      -> raw records as the local database holds them
 //   {"cmd": "migrate", "name": "a"}                   -> reopen the same data at schema version 2
 //   {"cmd": "errors"}                                 -> what WatermelonDB logged as errors so far
@@ -67,6 +67,7 @@ function tables(version) {
 }
 
 const schemas = { 1: appSchema({ version: 1, tables: tables(1) }), 2: appSchema({ version: 2, tables: tables(2) }) }
+const noMigrationsYet = schemaMigrations({ migrations: [] }) // version 1 of the app
 const migrations = schemaMigrations({
   migrations: [{ toVersion: 2, steps: [addColumns({ table: 'households', columns: [s('notes')] })] }],
 })
@@ -90,7 +91,7 @@ function openDatabase(adapter) {
 
 function newAdapter(name, version) {
   return new LokiJSAdapter({
-    dbName: name, schema: schemas[version], migrations: version >= 2 ? migrations : undefined,
+    dbName: name, schema: schemas[version], migrations: version >= 2 ? migrations : noMigrationsYet,
     useWebWorker: false, useIncrementalIndexedDB: true, extraLokiOptions: { autosave: false },
   })
 }
@@ -108,6 +109,7 @@ async function request(client, method, path, body) {
 }
 
 async function sync(client, sendCreatedAsUpdated) {
+  const pushesBefore = client.pushes.length
   const flag = sendCreatedAsUpdated ? '&send_created_as_updated=true' : ''
   await synchronize({
     database: client.db,
@@ -127,7 +129,8 @@ async function sync(client, sendCreatedAsUpdated) {
       return { experimentalRejectedIds: answer.experimentalRejectedIds }
     },
   })
-  return { pulls: client.pulls.length, lastPush: client.pushes[client.pushes.length - 1] || null }
+  return { pulls: client.pulls.length, lastPull: client.pulls[client.pulls.length - 1],
+    lastPush: client.pushes.length > pushesBefore ? client.pushes[client.pushes.length - 1] : null }
 }
 
 function assign(record, values) {
@@ -170,7 +173,7 @@ const commands = {
     await db.write(() => record.markAsDeleted())
     return { id }
   },
-  async sync({ name, sendCreatedAsUpdated = false }) {
+  async sync({ name, sendCreatedAsUpdated = true }) {
     return sync(clients[name], sendCreatedAsUpdated)
   },
   async all({ name, table }) {
