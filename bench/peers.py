@@ -29,7 +29,7 @@ PEERS_DIR = Path(os.environ.get("BENCH_PEERS_DIR") or Path(tempfile.gettempdir()
 KINTO_VERSION = "26.5.0"
 POUCHDB_SERVER = "pouchdb-server@4.2.0"
 KINTO_PASSWORD = "bench-password-123"
-SLOW_PEER_RECORDS_PER_RUN = 1_000
+SLOW_PEER_RECORDS_PER_RUN = 500
 """Kinto pushes a few hundred records a second: it gets fewer batches (of the same size) per run."""
 
 

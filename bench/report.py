@@ -47,7 +47,9 @@ def _figure_table(databases: dict, section: str) -> list[str]:
 
 
 def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{value * 100:.0f}%"
+    if value != value:
+        return "n/a"
+    return f"{value * 100:.1f}%" if value < 0.1 else f"{value * 100:.0f}%"
 
 
 def _times(value: float) -> str:
@@ -140,8 +142,9 @@ def render(results: dict) -> str:
                       f"pages of {s['page']}"],
         ["incremental pull", f"{s['incremental_records']:,} new visits, pages of {s['page']}"],
         ["scale", f"{s['scale_small']:,} against {s['scale_large']:,} households in the database"],
-        ["concurrent tablets", ", ".join(map(str, s["concurrency"])) + f"; {s['concurrent_batches']} batches "
-                                                                         "of 100 creates each per run"],
+        ["concurrent tablets", ", ".join(map(str, s["concurrency"])) + f"; {s['concurrent_ops']:,} creates per run "
+                                                                         "shared among them, in batches of 20"],
+        ["peers", "Kinto: 3 runs and at most 500 pushed records per run (same batch sizes); PouchDB: as Lianhu"],
     ])
     databases = measured(results)
     for label, why in results["databases"].items():
@@ -171,7 +174,7 @@ def render(results: dict) -> str:
                 base = limit.get(f"raw {method}, transactions of {batch}")
                 if base:
                     ratio_rows.append([label, f.name, f"raw {method}", _pct(ratio(f, base))])
-        full = [f for f in sections["pull"]]
+        full = [f for f in sections["pull"] if f.name.startswith("full pull")]
         sel = [f for n, f in limit.items() if n.startswith("raw select")]
         for f in full:
             if sel:
@@ -193,6 +196,8 @@ def render(results: dict) -> str:
                                _times(ratio(large, small))])
     lines += _table(["database", "a member's pull", "households: seconds", "households: seconds",
                      "large / small"], scale_rows)
+    lines += ["Push with concurrent tablets (each its own member and household), and the largest resident memory "
+              "of any gunicorn worker sampled every 100 ms during it:", ""]
     lines += _figure_table(databases, "concurrency")
     lines += [END]
     return "\n".join(lines) + "\n"
