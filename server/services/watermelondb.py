@@ -38,7 +38,7 @@ from sync import pull as pull_engine
 from sync.apply import log_record
 from sync.entities import SPECS
 from sync.errors import InvalidCursorError, ValidationFailedError
-from sync.models import ChangeLog, Device, WatermelonPull, utcnow
+from sync.models import ChangeLog, Device, OpLog, WatermelonPull, utcnow
 from sync.policy import Scope
 from sync.push import canonical_hash
 
@@ -319,19 +319,27 @@ def _plan(session: Session, device: Device, changes: dict, bases: _Bases, fallba
         existing = {r.id: r for r in session.scalars(select(spec.model).where(spec.model.id.in_(known)))} if known else {}
         bases.load(entity, [i for i in known if i in existing])
 
+        def op_id(row_id, action, base, row) -> str:
+            return str(uuid.uuid5(IDS, canonical_hash([device.id, table, row_id, action, base, row])))
+
         def add(row_id, action, data, base, edited_at, row):
             recorded = edited_at or fallback_time
-            op = {"op_id": str(uuid.uuid5(IDS, canonical_hash([device.id, table, row_id, action, base, row]))),
-                  "entity": entity, "id": row_id, "action": action, "base_version": base,
-                  "recorded_at": recorded.isoformat(), "data": data}
+            op = {"op_id": op_id(row_id, action, base, row), "entity": entity, "id": row_id, "action": action,
+                  "base_version": base, "recorded_at": recorded.isoformat(), "data": data}
             planned.append(_Planned(table, row_id, op, existing.get(row_id)))
+
+        # a create pushed before, exactly as now, is replayed (the engine answers its first result)
+        creates = {op_id(row["id"], "create", None, row) for kind, row in upserts if kind == "created"}
+        replayed = set(session.scalars(select(OpLog.op_id).where(
+            OpLog.device_id == device.id, OpLog.op_id.in_(creates)))) if creates else set()
 
         for kind, row in upserts:
             row_id, record, edited_at = row["id"], existing.get(row["id"]), _edit_time(row)
             writable = columns.writable or [c for c in row if c not in NOT_PUSHED]
             # a create sent again (its answer was lost) updates the record this device made
             own_resend = kind == "created" and record is not None and record.origin_device_id == device.id
-            if record is None or (kind == "created" and not own_resend):
+            replay = kind == "created" and op_id(row_id, "create", None, row) in replayed
+            if record is None or replay or (kind == "created" and not own_resend):
                 data = {k: v for k, v in _op_data(entity, row, writable).items() if v is not None}
                 add(row_id, "create", data, None, edited_at, row)
                 continue
