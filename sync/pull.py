@@ -109,14 +109,22 @@ def _log_rows(session: Session, scope: Scope, after: int, limit: int) -> list[Ch
 
     Three index-friendly queries instead of one ``OR``, so the cost follows the scope: rows of the
     households in scope (by household, seq), and rows addressed to or leaving the person (by user, seq).
+
+    All three stop at the counter's value read first. On PostgreSQL (READ COMMITTED) each statement
+    sees its own snapshot: without the bound, a change committed between the first query and the second
+    was missed by the first, while the second could return a later row (a pairing, a task) that moved
+    the cursor past it for good. Every row up to the counter's value is committed once the value is
+    visible (``sync.changes``), so each query sees all of them, whatever commits meanwhile.
     """
     me = scope.actor.user_id
+    upto = current_seq(session)
     columns = (ChangeLog.seq, ChangeLog.entity, ChangeLog.record_id, ChangeLog.household_id,
                ChangeLog.audience_user_id, ChangeLog.former_user_id)
+    window = (ChangeLog.seq > after, ChangeLog.seq <= upto)
     queries = [
-        select(*columns).where(ChangeLog.seq > after, scope.household_ids_clause(ChangeLog.household_id)),
-        select(*columns).where(ChangeLog.seq > after, ChangeLog.audience_user_id == me),
-        select(*columns).where(ChangeLog.seq > after, ChangeLog.former_user_id == me),
+        select(*columns).where(*window, scope.household_ids_clause(ChangeLog.household_id)),
+        select(*columns).where(*window, ChangeLog.audience_user_id == me),
+        select(*columns).where(*window, ChangeLog.former_user_id == me),
     ]
     found: dict[int, Any] = {}
     for query in queries:
