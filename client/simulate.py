@@ -293,7 +293,7 @@ class Simulation:
             "username": f"m{i}-{run}", "display_name": f"党员{i}", "role": "member", "area_id": grid["id"],
             "password": uuid.uuid4().hex}) for i in range(c.members)]
         for member in self.members:
-            for n in range(c.households_per_member):
+            for _ in range(c.households_per_member):
                 household = self.coordinator.call("POST", "/households", {
                     "area_id": self.rng.choice(self.buildings)["id"], "address": f"幸福路{self.rng.randint(1, 999)}号",
                     "head_name": "王秀英", "tags": [self.rng.choice(TAGS)], "phone": "13800000000"})

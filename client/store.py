@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     batch_id TEXT                       -- set once the op is put in a batch: a resend reuses it
 );
 CREATE INDEX IF NOT EXISTS outbox_record ON outbox (entity, record_id);
+CREATE TABLE IF NOT EXISTS files (       -- photos and documents recorded on this tablet, kept until wiped
+    sha256 TEXT PRIMARY KEY, data BLOB NOT NULL, mime TEXT, name TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',   -- pending (not known to be on the server), uploaded, refused
+    error TEXT                               -- why the server refused it (too large, ...): not retried
+);
 CREATE TABLE IF NOT EXISTS answers (     -- the server's answer to each op this tablet sent
     op_id TEXT PRIMARY KEY, entity TEXT, record_id TEXT, action TEXT,
     status TEXT NOT NULL, version INTEGER, error TEXT, conflicts TEXT
@@ -234,7 +239,38 @@ class Store:
                 "records": self._db.execute("SELECT COUNT(*) FROM records WHERE deleted = 0").fetchone()[0],
                 "outbox": self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
                 "rejected": self._db.execute("SELECT COUNT(*) FROM answers WHERE status = 'rejected'").fetchone()[0],
+                "uploads_waiting": self._db.execute("SELECT COUNT(*) FROM files WHERE state = 'pending'").fetchone()[0],
             }
+
+    # --- files (attachments) ---------------------------------------------------------------------
+
+    def put_file(self, sha256: str, data: bytes, mime: str | None, name: str | None) -> None:
+        """Keep a file's bytes; the same bytes recorded twice are one file (content-addressed)."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO files (sha256, data, mime, name) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (sha256) DO NOTHING", (sha256, data, mime, name))
+
+    def file(self, sha256: str) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM files WHERE sha256 = ?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def files(self, state: str | None = None) -> list[str]:
+        """The hashes of the files held, in the order recorded; only those in ``state`` if given."""
+        sql, args = "SELECT sha256 FROM files", []
+        if state is not None:
+            sql, args = sql + " WHERE state = ?", [state]
+        with self._lock:
+            return [r[0] for r in self._db.execute(sql + " ORDER BY rowid", args)]
+
+    def file_states(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._db.execute("SELECT sha256, state FROM files").fetchall())
+
+    def set_file_state(self, sha256: str, state: str, error: dict | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE files SET state = ?, error = ? WHERE sha256 = ?",
+                       (state, json.dumps(error, ensure_ascii=False) if error else None, sha256))
 
     # --- the app's view -------------------------------------------------------------------------
 
@@ -259,7 +295,7 @@ class Store:
         return [r for r in (self.view(entity, i) for i in ids) if r is not None]
 
     def wipe(self) -> None:
-        """Forget everything: a revoked tablet keeps no personal data."""
+        """Forget everything: a revoked tablet keeps no personal data (photos included)."""
         with self.transaction() as db:
-            for table in ("records", "outbox", "answers", "meta"):
+            for table in ("records", "outbox", "answers", "files", "meta"):
                 db.execute(f"DELETE FROM {table}")

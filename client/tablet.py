@@ -12,8 +12,9 @@ import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+from .attachments import Uploader, UploadFailed, sha256_of
 from .store import OutboxOp, Store
 from .transport import ApiError, NetworkError, Transport
 
@@ -25,6 +26,9 @@ MAX_BATCH_BYTES = 1_800_000
 PULL_LIMIT = 500
 ACKNOWLEDGED = ("applied", "merged", "duplicate")
 CHINA = dt.timezone(dt.timedelta(hours=8))
+WITH_ATTACHMENTS = ("visit", "assistance_log")
+Photo = bytes | tuple[bytes, str | None, str | None]
+"""A photo or document to attach: its bytes, or ``(bytes, mime, name)``."""
 
 
 class DeviceRevoked(Exception):
@@ -77,6 +81,12 @@ class SyncReport:
     """Full pulls started over because the cursor was expired or unreadable."""
     retries: int = 0
     conflicts: list[dict] = field(default_factory=list)
+    uploaded: int = 0
+    """Files uploaded (or found already held) in this sync."""
+    upload_failures: int = 0
+    """Upload passes cut short by the network; the files wait for the next sync."""
+    refused_files: int = 0
+    """Files the server will never take (too large, unreadable); kept on the tablet, not retried."""
 
 
 class Tablet:
@@ -89,7 +99,8 @@ class Tablet:
     def __init__(self, store: Store, transport: Transport | None = None, clock: Callable[[], dt.datetime] = local_clock,
                  backoff: Backoff | None = None, on_answer: Callable[[dict, dict], None] | None = None,
                  on_record: Callable[[dict], None] | None = None,
-                 pull_limit: int = PULL_LIMIT, max_ops_per_batch: int = MAX_OPS_PER_BATCH):
+                 pull_limit: int = PULL_LIMIT, max_ops_per_batch: int = MAX_OPS_PER_BATCH,
+                 uploader: Callable[[str, str], Uploader] | None = None):
         self.store = store
         server = store.get_meta("server")
         self.transport = transport or (Transport(server) if server else None)
@@ -99,6 +110,8 @@ class Tablet:
         self.on_record = on_record
         self.pull_limit = pull_limit
         self.max_ops_per_batch = min(max_ops_per_batch, MAX_OPS_PER_BATCH)
+        self.make_uploader = uploader or (lambda base_url, token: Uploader(base_url, token))
+        """``(server URL, device token) -> Uploader``: the seam where a test or the simulator puts a flaky network."""
         self._report = SyncReport()
 
     # --- enrollment -----------------------------------------------------------------------------
@@ -155,15 +168,44 @@ class Tablet:
         return self._append(entity, record_id, "delete", None, base_version, base_op_id)
 
     def record_visit(self, household_id: str, kind: str = "routine", summary: str | None = None,
-                     visited_at: str | None = None, **fields: Any) -> str:
+                     visited_at: str | None = None, photos: Iterable[Photo] = (), **fields: Any) -> str:
+        """Record a visit; ``photos`` are kept on the tablet and uploaded at the next sync, before the visit."""
+        self._attach_into(fields, photos)
         return self.create("visit", {"household_id": household_id, "kind": kind, "summary": summary,
                                      "visited_at": visited_at or self.now(), **fields})
 
     def record_assistance(self, household_id: str, category: str, description: str | None = None,
-                          minutes: int | None = None, occurred_at: str | None = None, **fields: Any) -> str:
+                          minutes: int | None = None, occurred_at: str | None = None,
+                          photos: Iterable[Photo] = (), **fields: Any) -> str:
+        self._attach_into(fields, photos)
         return self.create("assistance_log", {"household_id": household_id, "category": category,
                                               "description": description, "minutes": minutes,
                                               "occurred_at": occurred_at or self.now(), **fields})
+
+    def add_photos(self, entity: str, record_id: str, photos: Iterable[Photo]) -> str | None:
+        """Attach more photos to a visit or assistance log the member sees (an update of ``attachments``)."""
+        if entity not in WITH_ATTACHMENTS:
+            raise ValueError(f"a {entity} has no attachments")
+        current = self.store.view(entity, record_id)
+        if current is None:
+            raise LookupError(f"no {entity} {record_id} on this tablet")
+        refs = list(current.get("attachments") or [])
+        held = {ref["sha256"] for ref in refs}
+        refs += [ref for ref in map(self.attach, photos) if ref["sha256"] not in held]
+        return self.edit(entity, record_id, attachments=refs)
+
+    def attach(self, photo: Photo) -> dict:
+        """Keep a file's bytes in the local store; answer the reference a record carries for it."""
+        data, mime, name = (photo, None, None) if isinstance(photo, (bytes, bytearray)) else photo
+        data = bytes(data)
+        sha = sha256_of(data)
+        self.store.put_file(sha, data, mime, name)
+        return {"sha256": sha, "mime": mime, "name": name}
+
+    def _attach_into(self, fields: dict, photos: Iterable[Photo]) -> None:
+        refs = list(fields.get("attachments") or []) + [self.attach(photo) for photo in photos]
+        if refs:
+            fields["attachments"] = refs
 
     def raise_request(self, household_id: str, category: str, description: str, urgency: str = "normal",
                       **fields: Any) -> str:
@@ -203,9 +245,59 @@ class Tablet:
         ``DeviceRevoked`` (the store is wiped) or ``UpdateRequired``.
         """
         self._report = SyncReport()
+        # Files first, so the ops that refer to them land complete; an upload the network cuts short
+        # does not hold the ops back (the server applies them and lists the file as missing meanwhile).
+        self.upload_files(self.store.files(state="pending"))
         self.push()
         self.pull()
+        if self.upload_files(self._files_to_upload()) & self._listed_missing():
+            self.pull()  # the server gave those records new versions without the files in their lists
         return self._report
+
+    def _listed_missing(self) -> set[str]:
+        """Hashes that records in the replica list in ``missing_attachments``."""
+        return {sha for (entity, _id), record in self.store.replica().items() if entity in WITH_ATTACHMENTS
+                for sha in (record["data"] or {}).get("missing_attachments") or ()}
+
+    def _files_to_upload(self) -> list[str]:
+        """After a pull: files not uploaded yet, and files held here that a record still lists as missing
+        (the server may have purged an upload, or another tablet's answer raced ours)."""
+        states = self.store.file_states()
+        wanted = set(self.store.files(state="pending")) | {sha for sha in self._listed_missing()
+                                                          if states.get(sha) == "uploaded"}
+        return [sha for sha in self.store.files() if sha in wanted]
+
+    def upload_files(self, hashes: list[str]) -> set[str]:
+        """Upload these held files, each resumed where the server's copy stopped; answer those now held.
+
+        The first upload the network defeats ends the pass (the rest would fail the same way); a file
+        the server refuses for good (413 too large, 422) is marked ``refused`` and not tried again."""
+        done: set[str] = set()
+        uploader = None
+        for sha in hashes:
+            data = self.store.file(sha)
+            if data is None:
+                continue
+            uploader = uploader or self.make_uploader(self.store.get_meta("server"), self.token)
+            try:
+                uploader.upload(data, sha)
+            except UploadFailed:
+                self._report.upload_failures += 1
+                break
+            except ApiError as exc:
+                if exc.status == 401 and exc.code == "device_revoked":
+                    self.store.wipe()
+                    raise DeviceRevoked(exc.message) from None
+                if exc.status in (413, 422):
+                    self.store.set_file_state(sha, "refused", {"code": exc.code, "message": exc.message})
+                    self._report.refused_files += 1
+                    continue
+                self._report.upload_failures += 1
+                break
+            self.store.set_file_state(sha, "uploaded")
+            self._report.uploaded += 1
+            done.add(sha)
+        return done
 
     def status(self) -> dict:
         counts = self.store.counts()
@@ -222,7 +314,7 @@ class Tablet:
                     "ops": [op.wire() for op in ops]}
             try:
                 # client_time is read at each send: a resend carries a fresh one.
-                answer = self._call("POST", "/api/v1/sync/push", lambda: {**body, "client_time": self.now()})
+                answer = self._call("POST", "/api/v1/sync/push", lambda body=body: {**body, "client_time": self.now()})
             except ApiError as exc:
                 if exc.code in ("batch_too_large", "body_too_large"):
                     self._split(batch_id, ops, exc)
@@ -274,7 +366,7 @@ class Tablet:
         if [r.get("op_id") for r in results] != [op.op_id for op in ops]:
             raise ProtocolError("the push answer does not match the batch's ops")
         with self.store.transaction():
-            for op, result in zip(ops, results):
+            for op, result in zip(ops, results, strict=True):
                 self.store.record_answer(op, result)
                 if result["status"] in ACKNOWLEDGED:
                     self._remember_own(op, result)
@@ -287,7 +379,7 @@ class Tablet:
                 self.store.remove_op(op.op_id)
             self._report.pushed += len(ops)
         if self.on_answer:
-            for op, result in zip(ops, results):
+            for op, result in zip(ops, results, strict=True):
                 self.on_answer(op.wire(), result)
 
     def _remember_own(self, op: OutboxOp, result: dict) -> None:

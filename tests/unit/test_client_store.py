@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 
+from client.attachments import UploadFailed, sha256_of
 from client.store import Store
 from client.tablet import Backoff, DeviceRevoked, SyncUnavailable, Tablet
 from client.transport import ApiError, NetworkError
@@ -23,6 +24,8 @@ class FakeServer:
         self.push_error: ApiError | None = None
         self.verdict = lambda op: {"status": "applied", "version": (op["base_version"] or 0) + 1}
         self.base_url = "http://fake"
+        self.files: dict[str, bytes] = {}  # what the uploads delivered
+        self.upload_faults: list[Exception] = []
 
     def request(self, method, path, body=None, token=None):
         self.calls.append((method, path, body))
@@ -45,11 +48,31 @@ class FakeServer:
             raise NetworkError("answer lost")
         return answer
 
+    def uploads(self):
+        return [path for method, path, body in self.calls if method == "UPLOAD"]
+
     def pushes(self):
         return [body for method, path, body in self.calls if path.startswith("/api/v1/sync/push")]
 
     def pulls(self):
         return [path for method, path, body in self.calls if path.startswith("/api/v1/sync/pull")]
+
+
+class FakeUploader:
+    """Stands for ``client.attachments.Uploader`` (tested over a cutting network in tests/api): it logs
+    each upload in the server's call list, so tests can see it came before the push, and fails on cue."""
+
+    def __init__(self, server: FakeServer, token: str):
+        self.server, self.token = server, token
+
+    def upload(self, data: bytes, sha256: str | None = None) -> str:
+        sha = sha256 or sha256_of(data)
+        assert sha == sha256_of(data) and self.token == "device-token"
+        self.server.calls.append(("UPLOAD", sha, None))
+        if self.server.upload_faults:
+            raise self.server.upload_faults.pop(0)
+        self.server.files[sha] = data
+        return sha
 
 
 def upsert(entity, record_id, version, **data):
@@ -68,7 +91,8 @@ def tablet(tmp_path, server):
                        "user": {"id": "u1", "username": "m1"}}.items():
         store.set_meta(key, value)
     clock = iter(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=i) for i in range(10**6))
-    t = Tablet(store, server, clock=lambda: next(clock), backoff=Backoff(attempts=4, sleep=lambda s: None))
+    t = Tablet(store, server, clock=lambda: next(clock), backoff=Backoff(attempts=4, sleep=lambda s: None),
+               uploader=lambda base_url, token: FakeUploader(server, token))
     yield t
     store.close()
 
@@ -131,7 +155,7 @@ def test_a_batch_too_large_is_split_and_nothing_is_lost(tablet, server):
     tablet.sync()
     sizes = [len(p["ops"]) for p in server.pushes()]
     assert sizes[0] == 4 and sum(sizes[1:]) == 4
-    assert tablet.store.counts() == {"records": 5, "outbox": 0, "rejected": 0}
+    assert tablet.store.counts() == {"records": 5, "outbox": 0, "rejected": 0, "uploads_waiting": 0}
 
 
 def test_an_edit_of_an_own_unsent_create_waits_for_the_creates_version(tablet, server):
@@ -195,7 +219,7 @@ def test_a_revoked_tablet_wipes_itself(tablet, server):
     server.faults = [ApiError(401, "device_revoked", "revoked", {"wipe": True})]
     with pytest.raises(DeviceRevoked):
         tablet.sync()
-    assert tablet.store.counts() == {"records": 0, "outbox": 0, "rejected": 0}
+    assert tablet.store.counts() == {"records": 0, "outbox": 0, "rejected": 0, "uploads_waiting": 0}
     assert tablet.token is None
 
 
@@ -209,3 +233,98 @@ def test_overload_is_retried_but_a_refusal_is_not(tablet, server):
     with pytest.raises(ApiError):
         tablet.sync()
     assert tablet.store.counts()["outbox"] == 1  # kept for the next try
+
+
+# --- photos and documents -------------------------------------------------------------------------
+
+PHOTO = "扶手松了".encode() * 1000
+SHA = sha256_of(PHOTO)
+
+
+def visit_change(visit_id, version, missing, author="u1"):
+    return upsert("visit", visit_id, version, household_id=HH, kind="routine", author_id=author,
+                  attachments=[{"sha256": SHA, "mime": "image/jpeg", "name": "扶手.jpg"}],
+                  missing_attachments=missing)
+
+
+def test_a_photo_is_uploaded_before_the_visit_that_refers_to_it(tablet, server):
+    with_household(tablet, server)
+    visit = tablet.record_visit(HH, summary="扶手松了", photos=[(PHOTO, "image/jpeg", "扶手.jpg")])
+    assert tablet.store.counts()["uploads_waiting"] == 1
+    report = tablet.sync()
+    kinds = [method for method, path, body in server.calls[-3:]]
+    assert kinds == ["UPLOAD", "POST", "GET"]  # the file, then the visit, then the pull
+    assert server.files == {SHA: PHOTO}
+    op = server.pushes()[-1]["ops"][0]
+    assert op["id"] == visit and op["data"]["attachments"] == [{"sha256": SHA, "mime": "image/jpeg",
+                                                                "name": "扶手.jpg"}]
+    assert report.uploaded == 1 and tablet.store.counts()["uploads_waiting"] == 0
+    server.calls.clear()
+    tablet.sync()
+    assert server.uploads() == []  # uploaded once; nothing lists it as missing
+
+
+def test_a_cut_upload_does_not_hold_the_visit_back_and_is_retried_at_the_next_sync(tablet, server):
+    with_household(tablet, server)
+    visit = tablet.record_visit(HH, photos=[PHOTO])
+    server.upload_faults = [UploadFailed("cut"), UploadFailed("cut again")]
+    server.pages.append({"changes": [visit_change(visit, 1, [SHA])], "cursor": "c2", "has_more": False})
+    report = tablet.sync()
+    assert len(server.pushes()) == 1  # pushed anyway: the server lists the photo as missing meanwhile
+    assert server.uploads() == [SHA, SHA]  # before the push, and again after the pull
+    assert report.upload_failures == 2 and tablet.store.counts()["uploads_waiting"] == 1
+    assert tablet.store.replica()[("visit", visit)]["data"]["missing_attachments"] == [SHA]
+    # the network is back: the file goes up first, then the pull brings the record without it missing
+    server.pages.append({"changes": [visit_change(visit, 2, [])], "cursor": "c3", "has_more": False})
+    tablet.sync()
+    assert server.files == {SHA: PHOTO} and tablet.store.counts()["uploads_waiting"] == 0
+    assert tablet.store.replica()[("visit", visit)] == {"version": 2, "data": visit_change(visit, 2, [])["data"]}
+
+
+def test_a_file_a_pulled_record_still_lists_as_missing_is_uploaded_again_then_pulled(tablet, server):
+    with_household(tablet, server)
+    visit = tablet.record_visit(HH, photos=[PHOTO])
+    tablet.sync()
+    server.files.clear()  # the server lost it (an upload that raced, an orphan purged)
+    server.calls.clear()
+    server.pages += [{"changes": [visit_change(visit, 2, [SHA])], "cursor": "c3", "has_more": False},
+                     {"changes": [visit_change(visit, 3, [])], "cursor": "c4", "has_more": False}]
+    tablet.sync()
+    assert [method for method, path, body in server.calls] == ["GET", "UPLOAD", "GET"]
+    assert server.files == {SHA: PHOTO}
+    assert tablet.store.replica()[("visit", visit)]["data"]["missing_attachments"] == []
+
+
+def test_photos_added_to_a_visit_later_are_an_update_of_its_attachments(tablet, server):
+    with_household(tablet, server)
+    visit = tablet.record_visit(HH, photos=[PHOTO])
+    second = b"\x89PNG second photo"
+    tablet.add_photos("visit", visit, [PHOTO, (second, "image/png", None)])  # the first is not added twice
+    tablet.sync()
+    create, update = server.pushes()[-2:]
+    assert [ref["sha256"] for ref in update["ops"][0]["data"]["attachments"]] == [SHA, sha256_of(second)]
+    assert set(server.files) == {SHA, sha256_of(second)}
+    with pytest.raises(ValueError):
+        tablet.add_photos("household", HH, [PHOTO])
+
+
+def test_a_file_the_server_refuses_is_kept_but_not_retried(tablet, server):
+    with_household(tablet, server)
+    tablet.record_visit(HH, photos=[PHOTO])
+    server.upload_faults = [ApiError(413, "body_too_large", "at most 10 MiB")]
+    report = tablet.sync()
+    assert report.refused_files == 1 and len(server.pushes()) == 1
+    assert tablet.store.file_states() == {SHA: "refused"} and tablet.store.file(SHA) == PHOTO
+    server.calls.clear()
+    tablet.sync()
+    assert server.uploads() == []
+
+
+def test_a_tablet_revoked_while_uploading_wipes_its_photos_too(tablet, server):
+    with_household(tablet, server)
+    tablet.record_visit(HH, photos=[PHOTO])
+    server.upload_faults = [ApiError(401, "device_revoked", "revoked", {"wipe": True})]
+    with pytest.raises(DeviceRevoked):
+        tablet.sync()
+    assert tablet.store.file(SHA) is None and tablet.store.files() == []
+    assert server.pushes() == []
