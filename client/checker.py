@@ -28,6 +28,20 @@ class TabletState:
 
 
 @dataclass
+class PhotoState:
+    """One file a tablet recorded, as the server answered for it after the last sync."""
+    sha256: str
+    tablet: str
+    member_id: str
+    held: bool
+    """``HEAD /attachments/{sha256}`` answered 200 (the whole file is there)."""
+    fetched_sha256: str | None
+    """SHA-256 of what ``GET`` with the recording tablet's token returned; None when it was refused (404)."""
+    state_on_tablet: str = "uploaded"
+    """The tablet's own view: ``pending``, ``uploaded`` or ``refused``."""
+
+
+@dataclass
 class Evidence:
     tablets: list[TabletState]
     server_views: dict[str, dict[Key, dict]]
@@ -44,6 +58,8 @@ class Evidence:
     """Records made outside the tablets (set-up, coordinators), which no op accounts for."""
     resolved_requests: dict[str, str] | None = None
     """request_id → household_id for requests a coordinator resolved, or None where resolve is absent."""
+    photos: list[PhotoState] | None = None
+    """Every file the tablets recorded, or None where the server has no attachments."""
 
 
 @dataclass
@@ -90,6 +106,7 @@ def check(evidence: Evidence) -> Report:
     _check_ops(evidence, report)
     _check_records_accounted(evidence, report)
     _check_feedback(evidence, report)
+    _check_photos(evidence, report)
     return report
 
 
@@ -229,3 +246,41 @@ def _check_feedback(evidence: Evidence, report: Report) -> None:
                 report.add("feedback_missing", f"request {request_id}'s deliver_feedback task is addressed to "
                                                f"{member}, but no tablet of that member holds it")
     report.stats["feedback loop"] = len(evidence.resolved_requests)
+
+
+def _check_photos(evidence: Evidence, report: Report) -> None:
+    """Every photo a tablet recorded reached the server whole; its author reads back the same bytes
+    wherever the author's scope holds a record that refers to it (and only there); no record, on a
+    tablet or in the server's views, still lists a file as missing."""
+    if evidence.photos is None:
+        report.stats["photos recorded"] = -1  # not checked: the server has no attachments
+        return
+    fetched = 0
+    for photo in evidence.photos:
+        if not photo.held:
+            report.add("photo_not_held", f"{photo.tablet} recorded {photo.sha256} ({photo.state_on_tablet} on the "
+                                         "tablet), but the server does not hold it whole")
+        view = evidence.server_views.get(photo.member_id, {})
+        referred = any(photo.sha256 in _attachment_hashes(record["data"]) for record in view.values())
+        if referred and photo.fetched_sha256 != photo.sha256:
+            got = "a refusal" if photo.fetched_sha256 is None else f"other bytes ({photo.fetched_sha256})"
+            report.add("photo_unreadable", f"{photo.tablet}'s {photo.sha256} is referred to in its scope, "
+                                           f"but reading it back gave {got}")
+        elif not referred and photo.fetched_sha256 is not None:
+            report.add("photo_leaked", f"{photo.tablet} could read {photo.sha256}, which no record in its "
+                                       "member's scope refers to")
+        fetched += photo.fetched_sha256 == photo.sha256
+    holders = [(t.name, t.replica) for t in evidence.tablets]
+    holders += [(f"server view of {member}", view) for member, view in evidence.server_views.items()]
+    for name, records in holders:
+        for key, record in sorted(records.items()):
+            missing = (record["data"] or {}).get("missing_attachments") or []
+            if missing:
+                report.add("photo_missing", f"{name}: {key[0]} {key[1]} still lists {len(missing)} attachment(s) "
+                                            f"as missing: {missing}")
+    report.stats["photos recorded"] = len(evidence.photos)
+    report.stats["photos read back"] = fetched
+
+
+def _attachment_hashes(data: dict | None) -> set[str]:
+    return {ref.get("sha256") for ref in (data or {}).get("attachments") or () if isinstance(ref, dict)}

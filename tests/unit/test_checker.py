@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from client.checker import Evidence, TabletState, check
+from client.checker import Evidence, PhotoState, TabletState, check
 
 M1, M2 = "member-1", "member-2"
 H1, H2 = "household-1", "household-2"
@@ -90,3 +90,64 @@ def test_each_breach_kind_is_reported(mutate, kind):
     world = _world()
     mutate(world)
     assert kind in check(world).kinds()
+
+
+# --- photos ----------------------------------------------------------------------------------------
+
+PHOTO = "a" * 64
+
+
+def _world_with_photo() -> Evidence:
+    """The visit carries a photo the server holds, and its author reads it back."""
+    world = _world()
+    for records in (world.server_views[M1], world.tablets[0].replica):
+        records[("visit", "visit-1")]["data"].update(
+            attachments=[{"sha256": PHOTO, "mime": "image/png", "name": "扶手.png"}], missing_attachments=[])
+    world.photos = [PhotoState(PHOTO, "tablet0", M1, held=True, fetched_sha256=PHOTO)]
+    return world
+
+
+def test_a_photo_held_and_read_back_passes():
+    report = check(_world_with_photo())
+    assert report.ok, report.render()
+    assert report.stats["photos recorded"] == 1 and report.stats["photos read back"] == 1
+
+
+def test_photos_are_not_checked_where_the_server_has_none():
+    assert check(_world()).stats["photos recorded"] == -1
+
+
+def _list_missing(world: Evidence) -> None:
+    for records in (world.server_views[M1], world.tablets[0].replica):
+        records[("visit", "visit-1")]["data"]["missing_attachments"] = [PHOTO]
+
+
+def _move_visit_away(world: Evidence) -> None:
+    """The visit left the author's scope (its household re-paired), yet the author could still read the photo."""
+    del world.server_views[M1][("visit", "visit-1")]
+    del world.tablets[0].replica[("visit", "visit-1")]
+    world.recorded.clear()
+    world.answers.clear()
+
+
+@pytest.mark.parametrize("mutate, kind", [
+    (lambda w: setattr(w.photos[0], "held", False), "photo_not_held"),
+    (lambda w: setattr(w.photos[0], "fetched_sha256", None), "photo_unreadable"),
+    (lambda w: setattr(w.photos[0], "fetched_sha256", "b" * 64), "photo_unreadable"),
+    (_list_missing, "photo_missing"),
+    (_move_visit_away, "photo_leaked"),
+])
+def test_each_photo_breach_is_reported(mutate, kind):
+    world = _world_with_photo()
+    mutate(world)
+    report = check(world)
+    assert kind in report.kinds(), report.render()
+    assert any(PHOTO in b.detail for b in report.breaches if b.kind == kind)
+
+
+def test_a_record_listing_a_missing_file_is_reported_on_the_tablet_alone_too():
+    world = _world_with_photo()
+    world.tablets[0].replica[("visit", "visit-1")]["data"]["missing_attachments"] = [PHOTO]
+    report = check(world)
+    assert report.kinds() == {"photo_missing", "stale"}  # the server's view no longer lists it
+    assert [b.detail.split(":")[0] for b in report.breaches if b.kind == "photo_missing"] == ["tablet0"]
