@@ -319,12 +319,12 @@ def _plan(session: Session, device: Device, changes: dict, bases: _Bases, fallba
         existing = {r.id: r for r in session.scalars(select(spec.model).where(spec.model.id.in_(known)))} if known else {}
         bases.load(entity, [i for i in known if i in existing])
 
-        def op_id(row_id, action, base, row) -> str:
+        def op_id(row_id, action, base, row, table=table) -> str:
             return str(uuid.uuid5(IDS, canonical_hash([device.id, table, row_id, action, base, row])))
 
-        def add(row_id, action, data, base, edited_at, row):
+        def add(row_id, action, data, base, edited_at, row, table=table, entity=entity, existing=existing):
             recorded = edited_at or fallback_time
-            op = {"op_id": op_id(row_id, action, base, row), "entity": entity, "id": row_id, "action": action,
+            op = {"op_id": op_id(row_id, action, base, row, table), "entity": entity, "id": row_id, "action": action,
                   "base_version": base, "recorded_at": recorded.isoformat(), "data": data}
             planned.append(_Planned(table, row_id, op, existing.get(row_id)))
 
@@ -385,7 +385,7 @@ def push(session: Session, scope: Scope, device: Device, args: dict, changes: di
 
     rejected: dict[str, list[str]] = {}
     by_table: dict[str, dict[str, dict]] = {}
-    for item, result in zip(planned, results):
+    for item, result in zip(planned, results, strict=True):
         by_table.setdefault(item.table, {})[item.row_id] = result
         if result["status"] == "rejected" and item.op["action"] == "create":
             rejected.setdefault(item.table, []).append(item.row_id)
