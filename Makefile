@@ -29,7 +29,7 @@ run: seed
 	$(BIN)/gunicorn --workers 2 --bind 127.0.0.1:8000 --access-logfile - wsgi:app
 
 test: test-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 tests
 
 unit: test-deps
 	$(BIN)/python -m pytest -q tests/unit
