@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
+import http.client
 import os
 import random
+import struct
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import checker
+from .attachments import Answer, Uploader
 from .store import Store
 from .tablet import Backoff, DeviceRevoked, SyncUnavailable, Tablet
 from .transport import ApiError, NetworkError, Transport
@@ -51,6 +56,11 @@ class SimConfig:
     drop_response: float = 0.08
     slow: float = 0.1
     slow_seconds: float = 0.3
+    photo_chance: float = 0.3
+    """How often a visit or an assistance log carries photos."""
+    cut_upload: float = 0.25
+    """How often a piece of an upload is cut at a random byte (the server keeps what arrived)."""
+    piece_bytes: int = 32 * 1024
     seed: int | None = None
     workdir: str | None = None
     verbose: bool = False
@@ -66,7 +76,8 @@ class FlakyTransport(Transport):
         super().__init__(servers[0], timeout)
         self.servers, self.rng, self.config = servers, rng, config
         self.faults = True
-        self.counts = {"requests": 0, "dropped requests": 0, "dropped answers": 0, "slowed": 0}
+        self.counts = {"requests": 0, "dropped requests": 0, "dropped answers": 0, "slowed": 0,
+                       "upload pieces": 0, "cut uploads": 0, "lost upload answers": 0}
         self.on_lost_push_answer = None
         """Called with a push answer the tablet never saw: the ledger keeps it to compare with the replay."""
 
@@ -86,6 +97,65 @@ class FlakyTransport(Transport):
                 self.on_lost_push_answer(answer)
             raise NetworkError("answer lost on the way back (the server acted on it)")
         return answer
+
+
+class FlakyUploader(Uploader):
+    """Uploads over the same flaky network as the tablet's other calls: requests lost, pieces cut at a
+    random byte after part of the body went out (the connection closes under the server), answers
+    lost after the server stored the piece."""
+
+    def __init__(self, network: FlakyTransport, token: str):
+        super().__init__(network.servers[0], token, timeout=network.timeout, piece_bytes=network.config.piece_bytes,
+                         attempts=10, sleep=lambda seconds: time.sleep(min(seconds, 4) / 40))
+        self.network = network
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> Answer:
+        net, rng = self.network, self.network.rng
+        net.counts["requests"] += 1
+        self.base_url = rng.choice(net.servers)
+        if net.faults and rng.random() < net.config.drop_request:
+            net.counts["dropped requests"] += 1
+            raise NetworkError("request lost on the way")
+        if method == "PUT" and body:
+            net.counts["upload pieces"] += 1
+            if net.faults and rng.random() < net.config.cut_upload:
+                net.counts["cut uploads"] += 1
+                self._send_cut(path, body, headers or {}, rng.randrange(0, len(body)))
+                raise NetworkError("connection cut during the upload")
+        answer = super().request(method, path, body, headers)
+        if net.faults and method == "PUT" and rng.random() < net.config.drop_response:
+            net.counts["lost upload answers"] += 1
+            raise NetworkError("answer lost on the way back (the server stored the piece)")
+        return answer
+
+    def _send_cut(self, path: str, body: bytes, headers: dict[str, str], arrived: int) -> None:
+        """Declare the whole piece, send only ``arrived`` bytes of it, and close the connection."""
+        url = urllib.parse.urlsplit(self.base_url)
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=self.timeout)
+        try:
+            conn.putrequest("PUT", path)
+            for name, value in {"Authorization": f"Bearer {self.token}", **headers,
+                                "Content-Length": str(len(body))}.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            conn.send(body[:arrived])
+        except OSError:
+            pass  # the cut came early: all the same to the tablet
+        finally:
+            conn.close()
+
+
+def photo_png(rng: random.Random) -> bytes:
+    """A small PNG of noise (a real image, unique, and as incompressible as a photo), 14 to 130 KB."""
+    width, height = rng.randint(80, 240), rng.randint(60, 180)
+    raw = b"".join(b"\x00" + rng.randbytes(width * 3) for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
 
 
 class Ledger:
@@ -149,7 +219,7 @@ class SimTablet:
 
     def step(self, round_no: int, config: SimConfig) -> None:
         for _ in range(self.rng.randint(1, 4)):
-            self.act()
+            self.act(config)
         if round_no < self.offline_until:
             self.stats["offline rounds"] += 1
             return
@@ -168,7 +238,13 @@ class SimTablet:
             self.stats["failed syncs"] += 1
             return False
 
-    def act(self) -> None:
+    def photos(self, config: SimConfig) -> list:
+        if self.rng.random() >= config.photo_chance:
+            return []
+        return [(photo_png(self.rng), "image/png", f"照片{self.rng.randint(1, 99)}.png")
+                for _ in range(self.rng.randint(1, 2))]
+
+    def act(self, config: SimConfig) -> None:
         """One thing a member does on the tablet, chosen among what the tablet shows."""
         store, rng, t = self.tablet.store, self.rng, self.tablet
         households = store.view_all("household")
@@ -180,14 +256,20 @@ class SimTablet:
                                if r.get("household_id") == hid and r.get("author_id") in (None, self.member["id"])]
         choice = rng.choices(
             ["visit", "assistance", "request", "edit_household", "resident", "edit_resident", "edit_visit",
-             "delete_visit", "comment", "new_household"],
-            weights=[4, 2, 1, 3, 1, 1, 1, 0.5, 0.5, 0.3])[0]
+             "delete_visit", "comment", "new_household", "add_photo"],
+            weights=[4, 2, 1, 3, 1, 1, 1, 0.5, 0.5, 0.3, 0.5])[0]
         try:
             if choice == "visit":
                 t.record_visit(hid, rng.choice(["routine", "assistance", "follow_up"]), f"探访{rng.randint(1, 999)}：身体状况良好",
-                               duration_minutes=rng.randint(5, 90), observations={"血压": f"{rng.randint(110, 150)}/80"})
+                               duration_minutes=rng.randint(5, 90), observations={"血压": f"{rng.randint(110, 150)}/80"},
+                               photos=self.photos(config))
             elif choice == "assistance":
-                t.record_assistance(hid, rng.choice(CATEGORIES), "帮忙代购药品", minutes=rng.randint(10, 60))
+                t.record_assistance(hid, rng.choice(CATEGORIES), "帮忙代购药品", minutes=rng.randint(10, 60),
+                                    photos=self.photos(config))
+            elif choice == "add_photo":
+                visits = mine("visit")
+                if visits:
+                    t.add_photos("visit", rng.choice(visits)["id"], [(photo_png(rng), "image/png", "补拍.png")])
             elif choice == "request":
                 t.raise_request(hid, rng.choice(CATEGORIES), f"居民反映：{rng.choice(NOTES)}",
                                 urgency=rng.choice(["low", "normal", "urgent"]))
@@ -305,6 +387,7 @@ class Simulation:
         paths = Transport(c.servers[0]).request("GET", "/api/openapi.json").get("paths", {})
         self.has_resolve = any(p.startswith("/api/v1/requests/") and p.endswith("/resolve") for p in paths)
         self.has_quarantine = "/api/v1/quarantine" in paths
+        self.has_attachments = "/api/v1/attachments/{sha256}" in paths
 
     def _enroll(self, name: str, member: dict) -> SimTablet:
         code = self.coordinator.call("POST", f"/users/{member['id']}/enrollment-codes")["code"]
@@ -315,7 +398,8 @@ class Simulation:
         store = Store(str(self.workdir / f"{name}.db"))
         tablet = Tablet.enroll(store, transport, code, name,
                                clock=lambda: dt.datetime.now(dt.timezone.utc) + skew,
-                               backoff=Backoff(attempts=5, base=0.05, cap=0.5))
+                               backoff=Backoff(attempts=5, base=0.05, cap=0.5),
+                               uploader=lambda _server, token: FlakyUploader(transport, token))
         tablet.on_record, tablet.on_answer, transport.on_lost_push_answer = self.ledger.hooks(tablet.device_id)
         transport.faults = True
         return SimTablet(name, member, tablet, transport, rng, skew)
@@ -377,7 +461,8 @@ class Simulation:
         evidence = self.gather()
         report = checker.check(evidence)
         report.stats.update(self.events)
-        for key in ("requests", "dropped requests", "dropped answers", "slowed"):
+        for key in ("requests", "dropped requests", "dropped answers", "slowed", "upload pieces", "cut uploads",
+                    "lost upload answers"):
             report.stats[f"network {key}"] = sum(t.transport.counts[key] for t in self.tablets)
         for key in ("syncs", "failed syncs", "offline rounds"):
             report.stats[f"tablet {key}"] = sum(t.stats[key] for t in self.tablets)
@@ -408,7 +493,21 @@ class Simulation:
                                        [op.op_id for op in t.tablet.store.outbox()]) for t in self.tablets]
         return checker.Evidence(tablets, views, pairings, dict(self.ledger.recorded),
                                 {k: list(v) for k, v in self.ledger.answers.items()}, quarantine, known,
-                                dict(self.resolved) if self.has_resolve else None)
+                                dict(self.resolved) if self.has_resolve else None,
+                                self.photo_states() if self.has_attachments else None)
+
+    def photo_states(self) -> list[checker.PhotoState]:
+        """Ask the server, with each recording tablet's own token, about every file the tablet holds."""
+        states = []
+        for t in self.tablets:
+            reader = Uploader(self.config.servers[0], t.tablet.token)
+            for sha, state in t.tablet.store.file_states().items():
+                path = f"/api/v1/attachments/{sha}"
+                held = reader.request("HEAD", path).status == 200
+                answer = reader.request("GET", path)
+                fetched = hashlib.sha256(answer.body).hexdigest() if answer.status == 200 else None
+                states.append(checker.PhotoState(sha, t.name, t.member["id"], held, fetched, state))
+        return states
 
 
 def parse(argv: list[str] | None) -> SimConfig:
@@ -426,6 +525,8 @@ def parse(argv: list[str] | None) -> SimConfig:
     p.add_argument("--drop-request", type=float, default=0.08)
     p.add_argument("--drop-response", type=float, default=0.08)
     p.add_argument("--slow", type=float, default=0.1)
+    p.add_argument("--photo-chance", type=float, default=0.3, help="share of visits and assistance logs with photos")
+    p.add_argument("--cut-upload", type=float, default=0.25, help="share of upload pieces cut at a random byte")
     p.add_argument("--no-faults", action="store_true", help="a perfect network (for comparison)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--workdir", default=None, help="where the tablets' SQLite files go (default: a temp folder)")
@@ -436,7 +537,8 @@ def parse(argv: list[str] | None) -> SimConfig:
     faults = 0 if a.no_faults else 1
     return SimConfig(a.server, a.admin_user, a.admin_password, a.tablets, a.members, a.households_per_member,
                      a.rounds, a.offline_chance, a.skew_hours, a.drop_request * faults, a.drop_response * faults,
-                     a.slow * faults, seed=a.seed, workdir=a.workdir, verbose=a.verbose)
+                     a.slow * faults, photo_chance=a.photo_chance, cut_upload=a.cut_upload * faults,
+                     seed=a.seed, workdir=a.workdir, verbose=a.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,9 @@ def test_fleet_with_faults_converges(live_server, tmp_path):
     assert report.stats["re-pairings"] > 0 and report.stats["online edits"] > 0
     assert report.stats["ops recorded"] > 50
     assert report.stats["largest clock skew (minutes)"] >= 60
+    # photos went up through cut pieces and lost answers, and the checker read each one back
+    assert report.stats["network cut uploads"] > 0 and report.stats["network lost upload answers"] > 0
+    assert report.stats["photos recorded"] > 5 and report.stats["photos read back"] > 0
     # and the server is still alive, with no 500 in its log
     with urllib.request.urlopen(live_server["url"] + "/healthz", timeout=5) as response:
         assert response.status == 200
