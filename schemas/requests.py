@@ -25,6 +25,8 @@ class RequestCreate(BaseSchema):
     category = Str(required=True, validate=validate.Length(min=1))
     description = Text(required=True, validate=validate.Length(min=1))
     urgency = Str(load_default="normal", validate=validate.OneOf(URGENCIES))
+    # Integrations only (another platform's request): its id there; the same id answers the same request.
+    external_id = Str(load_default=None, validate=validate.Length(min=1))
 
 
 class AssignArgs(BaseSchema):
@@ -42,6 +44,7 @@ class ReopenArgs(BaseSchema):
 
 class RequestListItem(RequestRecord):
     area_id = fields.String(dump_only=True)
+    external_id = fields.String(dump_only=True, allow_none=True)
     overdue = fields.Boolean(dump_only=True)
 
 

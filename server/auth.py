@@ -10,8 +10,8 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from sync.errors import UnauthenticatedError, DeviceRevokedError
-from sync.models import ApiToken, Device, User, utcnow
-from sync.policy import Actor, Scope, actor_for
+from sync.models import ApiToken, Area, Device, Integration, User, utcnow
+from sync.policy import INTEGRATION, Actor, Scope, actor_for
 
 from .extensions import db
 
@@ -64,17 +64,29 @@ def _bearer() -> str | None:
     return value.strip()
 
 
-def authenticate() -> Actor:
-    """The caller from its bearer token: a user token or a device token (acting as its user)."""
+def authenticate(allow_integration: bool = False) -> Actor:
+    """The caller from its bearer token: a user token or a device token (acting as its user), or, on
+    the calls that accept one, an integration token."""
     if "actor" in g:
         return g.actor
     token = _bearer()
     if token is None:
         raise UnauthenticatedError()
-    return authenticate_token(token)
+    return authenticate_token(token, allow_integration)
 
 
-def authenticate_token(token: str) -> Actor:
+def _integration_actor(session, digest: str) -> Actor | None:
+    integration = session.scalar(select(Integration).where(Integration.token_hash == digest,
+                                                           Integration.revoked_at.is_(None)))
+    if integration is None:
+        return None
+    area = session.get(Area, integration.area_id)
+    g.user, g.device, g.integration = None, None, integration
+    g.actor = Actor(integration.id, INTEGRATION, area.id, area.path)
+    return g.actor
+
+
+def authenticate_token(token: str, allow_integration: bool = False) -> Actor:
     """The caller behind ``token`` (a bearer header's, or the console session's), kept in ``g``."""
     digest = token_hash(token)
     session = db.session
@@ -88,7 +100,10 @@ def authenticate_token(token: str) -> Actor:
     else:
         device = session.scalar(select(Device).where(Device.token_hash == digest))
         if device is None:
-            raise UnauthenticatedError()
+            actor = _integration_actor(session, digest) if allow_integration else None
+            if actor is None:
+                raise UnauthenticatedError()
+            return actor
         if device.revoked_at is not None:
             raise DeviceRevokedError()
         user = session.get(User, device.user_id)
@@ -109,6 +124,14 @@ def coordinator_scope() -> Scope:
     return scope
 
 
+def coordinator_or_integration_scope() -> Scope:
+    """A coordinator's scope, or an integration's on a call that accepts integration tokens."""
+    scope = current_scope()
+    if not scope.actor.is_integration:
+        scope.require_coordinator()
+    return scope
+
+
 def public(view_class):
     """Mark an API view that needs no token (logging in, enrolling a tablet)."""
     view_class.public = True
@@ -120,6 +143,22 @@ def _is_public(app) -> bool:
     return getattr(getattr(view, "view_class", None), "public", False)
 
 
+def accepts_integrations(*methods: str):
+    """Mark the methods of an API view that also take an integration token (another platform's).
+    Everywhere else such a token is unknown: 401 ``unauthenticated``."""
+
+    def mark(view_class):
+        view_class.integration_methods = frozenset(methods)
+        return view_class
+
+    return mark
+
+
+def _accepts_integration(app) -> bool:
+    view = app.view_functions.get(request.endpoint)
+    return request.method in getattr(getattr(view, "view_class", None), "integration_methods", ())
+
+
 def init_app(app) -> None:
     @app.before_request
     def _authenticate_api_calls():
@@ -127,7 +166,7 @@ def init_app(app) -> None:
         tablet is told to wipe (401 ``device_revoked``) whatever it sends, and a caller without a valid
         token learns nothing from validation errors. Unknown routes and methods answer 404/405 as usual."""
         if request.path.startswith("/api/v1/") and request.endpoint is not None and not _is_public(app):
-            authenticate()
+            authenticate(allow_integration=_accepts_integration(app))
 
 
 def coordinators_only(blueprint) -> None:
@@ -137,6 +176,8 @@ def coordinators_only(blueprint) -> None:
     @blueprint.before_request
     def _require_coordinator():
         if request.endpoint is not None and not _is_public(current_app):
+            if _accepts_integration(current_app) and authenticate().is_integration:
+                return
             coordinator_scope()
 
 

@@ -28,7 +28,8 @@ from sync.models import OutboxMessage, new_id, utcnow
 
 from . import logging as request_log
 from .extensions import db
-from .gateways import Gateway, GatewayError, OutgoingMessage, gateway_from_config
+from .gateways import Gateway, GatewayError, KindRouter, OutgoingMessage, WebhookGateway, gateway_from_config
+from .services import webhooks
 from .services.common import sync_settings
 from .services.attachments import purge_orphans
 from .services.sweeps import sweep_due_visits
@@ -89,7 +90,13 @@ def claim(session, policy: OutboxPolicy, now: dt.datetime | None = None) -> list
     return claims
 
 
-def _finish(session, claim_: Claim, values: dict) -> bool:
+# Kinds whose every try is also written to a log of their own, with the outcome, in the same
+# transaction as the outbox row: (session, payload, attempt, outcome) where outcome is
+# ``delivered``, ``retrying`` or ``failed``.
+ATTEMPT_LOGS = {webhooks.OUTBOX_KIND: webhooks.record_attempt}
+
+
+def _finish(session, claim_: Claim, values: dict, attempt: tuple[dict, str] | None = None) -> bool:
     """Record the outcome if this worker still holds the claim; True when it did."""
     try:
         done = session.execute(
@@ -98,6 +105,9 @@ def _finish(session, claim_: Claim, values: dict) -> bool:
                    OutboxMessage.status == "sending")
             .values(claim_token=None, lease_until=None, **values)
         ).rowcount
+        attempt_log = ATTEMPT_LOGS.get(claim_.message.kind)
+        if done and attempt is not None and attempt_log is not None:
+            attempt_log(session, claim_.message.payload, *attempt)
         session.commit()
     except Exception:
         session.rollback()
@@ -112,19 +122,41 @@ def deliver(session, gateway: Gateway, policy: OutboxPolicy, claim_: Claim, now:
     message = claim_.message
     with request_log.job("outbox_delivery", message_id=message.id, message_kind=message.kind, attempt=message.attempt,
                          gateway=gateway.name) as outcome:
+        started = time.monotonic()
         try:
-            gateway.send(message)
+            answer = gateway.send(message)
         except GatewayError as exc:
             final = exc.permanent or message.attempt >= policy.max_attempts
             outcome["status"] = "failed" if final else "retry"
             log.warning("outbox %s attempt %d failed%s: %s", message.id, message.attempt,
                         " for good" if final else "", exc)
             _finish(session, claim_, {"status": "failed" if final else "pending", "last_error": str(exc)[:2000],
-                                      "next_attempt_at": (now or utcnow()) + policy.backoff(message.attempt)})
+                                      "next_attempt_at": (now or utcnow()) + policy.backoff(message.attempt)},
+                    (_attempt(started, exc.status_code, str(exc)[:500]), "failed" if final else "retrying"))
             return False
-        done = _finish(session, claim_, {"status": "sent", "sent_at": utcnow(), "last_error": None})
+        status_code = answer if isinstance(answer, int) else None
+        done = _finish(session, claim_, {"status": "sent", "sent_at": utcnow(), "last_error": None},
+                       (_attempt(started, status_code, None), "delivered"))
         outcome["status"] = "sent" if done else "lease_lost"
         return done
+
+
+def _attempt(started: float, status_code: int | None, error: str | None) -> dict:
+    return {"at": utcnow().isoformat().replace("+00:00", "Z"), "status_code": status_code, "error": error,
+            "duration_ms": round((time.monotonic() - started) * 1000)}
+
+
+def webhook_gateway(session, timeout: float) -> WebhookGateway:
+    """The webhook gateway over ``session``: each send reads its delivery's target, then ends that read,
+    so no transaction stays open while the receiver answers."""
+
+    def resolve(delivery_id):
+        try:
+            return webhooks.target(session, delivery_id)
+        finally:
+            session.rollback()
+
+    return WebhookGateway(resolve, timeout)
 
 
 def drain(session, gateway: Gateway, policy: OutboxPolicy, now: dt.datetime | None = None,
@@ -166,9 +198,10 @@ SWEEPS = (
 def run(stop: threading.Event, once: bool = False) -> None:
     """The worker loop, in an app context: drain the outbox, run the sweeps when their time comes."""
     config = current_app.config
-    gateway = gateway_from_config(config)
-    policy = OutboxPolicy.from_config(config)
     session = db.session
+    gateway = KindRouter(gateway_from_config(config),
+                         {webhooks.OUTBOX_KIND: webhook_gateway(session, config["WEBHOOK_TIMEOUT_SECONDS"])})
+    policy = OutboxPolicy.from_config(config)
     last_sweep = None
     log.info("worker started (gateway %s)", gateway.name)
     while not stop.is_set():
@@ -192,7 +225,7 @@ def init_app(app) -> None:
     @app.cli.command("worker")
     @click.option("--once", is_flag=True, help="drain what is due, run the sweeps once, and exit")
     def worker_command(once):
-        """Deliver the outbox (SMS) with retries, and run the sweeps on a schedule."""
+        """Deliver the outbox (SMS, webhooks) with retries, and run the sweeps on a schedule."""
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):

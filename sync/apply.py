@@ -113,6 +113,8 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
     if spec.name == "household" and actor.role == "member":
         # A family that moved in stays with the member who found it until a coordinator re-pairs it.
         set_pairing(session, actor, record, actor.user_id, now)
+    if spec.name == "request":
+        request_rules.after_new_request(session, record, now)
     if spec.name == "request_event":
         request_rules.after_event(session, actor, record, settings, now)
     if spec.name == "visit":

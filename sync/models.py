@@ -15,6 +15,7 @@ from sqlalchemy import (
     select,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -289,6 +290,12 @@ class Request(SyncedRecord, Base):
     closed_at: Mapped[dt.datetime | None]
     satisfaction: Mapped[int | None] = mapped_column(Integer)
     raised_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # A request that came from another platform (a hotline, the unified platform) through an integration:
+    # its id there, so the same request sent twice is recorded once.
+    integration_id: Mapped[str | None] = mapped_column(UUID)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("uq_requests_integration_external", "integration_id", "external_id", unique=True),)
 
 
 class RequestEvent(SyncedRecord, Base):
@@ -554,3 +561,80 @@ class WatermelonPull(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     cursor: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+
+# --- members registered from their workplace, integrations, webhooks -----------------------------
+
+
+class Registration(Base):
+    """A member registered with a community from a workplace (双报到): a home organisation, with dates.
+
+    A member may have several over the years; at most one is open (``ended_on`` null) at a time.
+    """
+
+    __tablename__ = "registrations"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    community_id: Mapped[str] = mapped_column(UUID, index=True)
+    area_id: Mapped[str] = mapped_column(ForeignKey("areas.id"), index=True)
+    home_organisation: Mapped[str] = mapped_column(String(200), index=True)
+    organisation_kind: Mapped[str] = mapped_column(String(20))
+    started_on: Mapped[dt.date] = mapped_column(Date)
+    ended_on: Mapped[dt.date | None] = mapped_column(Date)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    registered_by: Mapped[str | None] = mapped_column(UUID)
+    ended_by: Mapped[str | None] = mapped_column(UUID)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Integration(Base):
+    """Another platform allowed to raise requests in one area; only its token's SHA-256 is stored."""
+
+    __tablename__ = "integrations"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    area_id: Mapped[str] = mapped_column(ForeignKey("areas.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(UUID)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class WebhookSubscription(Base):
+    """Where another platform wants events of one area: URL, signing secret, event types, grant."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    area_id: Mapped[str] = mapped_column(ForeignKey("areas.id"), index=True)
+    community_id: Mapped[str] = mapped_column(UUID, index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    """Kept as is, not hashed: the server signs every delivery with it."""
+    event_types: Mapped[list[Any]] = mapped_column(default=list)
+    grant: Mapped[str] = mapped_column(String(20), default="none")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str | None] = mapped_column(UUID)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event for one subscription: the exact body sent, and every attempt (the delivery log).
+
+    ``outbox_id`` is the outbox message that carries it; a replay queues a new message for the same
+    delivery, so the receiver sees the same ``event_id`` again and can drop it if it had it.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(UUID, primary_key=True, default=new_id)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscriptions.id"), index=True)
+    community_id: Mapped[str] = mapped_column(UUID, index=True)
+    event_type: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)
+    outbox_id: Mapped[str | None] = mapped_column(UUID, index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    attempts: Mapped[list[Any]] = mapped_column(default=list)
+    """``[{at, status_code, error, duration_ms}]``, one per try, oldest first."""
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    delivered_at: Mapped[dt.datetime | None]

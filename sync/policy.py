@@ -4,6 +4,9 @@
 - ``coordinator``: everything inside the area subtree it belongs to.
 - ``member``: the households paired with it and what belongs to them, plus the tasks and reviews
   addressed to it.
+- ``integration`` (another platform raising requests, by an integration token): the households of its
+  area's subtree, like a coordinator's; its token is accepted only by the calls that say so
+  (``server.auth.accepts_integrations``), and it passes no coordinator's check.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from .errors import ForbiddenError, NotFoundError
 from .models import Area, AttachmentRef, Household, Pairing, QuarantinedOp, Review, Task, User
 
 ROLES = ("admin", "coordinator", "member")
+INTEGRATION = "integration"
+AREA_SCOPED_ROLES = ("coordinator", INTEGRATION)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,10 @@ class Actor:
     @property
     def is_device(self) -> bool:
         return self.device_id is not None
+
+    @property
+    def is_integration(self) -> bool:
+        return self.role == INTEGRATION
 
 
 def actor_for(session: Session, user: User, device_id: str | None = None) -> Actor:
@@ -48,7 +57,7 @@ class Scope:
         a = self.actor
         if a.role == "admin":
             return true()
-        if a.role == "coordinator" and a.area_path:
+        if a.role in AREA_SCOPED_ROLES and a.area_path:
             return Area.path.startswith(a.area_path)
         return false()
 
@@ -72,7 +81,7 @@ class Scope:
         a = self.actor
         if a.role == "admin":
             return true()
-        if a.role == "coordinator":
+        if a.role in AREA_SCOPED_ROLES:
             if not a.area_path:
                 return false()
             return column.in_(select(Household.id).where(Household.area_id.in_(self.area_ids())))

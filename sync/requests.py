@@ -7,7 +7,7 @@ if a later event has changed the status since.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +24,30 @@ ALLOWED_FROM: dict[str, tuple[str, ...] | None] = {
     "reopen": ("resolved", "closed"),
     "comment": None,
 }
+
+
+# Who hears about the loop's moves besides the change log (the server's outgoing webhooks): each is
+# called as ``listener(session, event_type, request, now)`` inside the transaction that made the move,
+# so what it queues in the outbox commits, or rolls back, with the move itself.
+LISTENERS: list[Callable[[Session, str, Request, dt.datetime], None]] = []
+
+
+def notify(session: Session, event_type: str, request: Request, now: dt.datetime) -> None:
+    for listener in LISTENERS:
+        listener(session, event_type, request, now)
+
+
+def after_new_request(session: Session, request: Request, now: dt.datetime) -> None:
+    notify(session, "request.raised", request, now)
+
+
+def _moved(before: tuple[str, str | None], request: Request) -> str | None:
+    """The event type of a change of status (or of handler, for a re-assignment), if any."""
+    if request.status != before[0]:
+        return {"open": "request.reopened"}.get(request.status, f"request.{request.status}")
+    if request.status == "assigned" and request.handler != before[1]:
+        return "request.assigned"
+    return None
 
 
 def prepare_new_request(request: Request, settings: SyncSettings, raised_at: dt.datetime) -> None:
@@ -93,9 +117,13 @@ def after_event(session: Session, actor: Actor, event: RequestEvent, settings: S
 
     request = session.get(Request, event.request_id)
     session.flush()
+    before = (request.status, request.handler)
     state = replay(request, _events(session, request.id), settings)
     write_fields(session, actor, "request", request, state, now)
     _reconcile_feedback_task(session, actor, request, now)
+    moved = _moved(before, request)
+    if moved:
+        notify(session, moved, request, now)
     return request
 
 

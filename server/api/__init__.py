@@ -73,13 +73,16 @@ api = LianhuApi(spec_kwargs={"extra_plugins": [ErrorResponsesPlugin()]})
 
 
 def init_app(app) -> None:
-    from . import accounts, attachments, audit, fleet, households, ops, requests, review, sync, watermelondb
+    from ..services import webhooks
+    from . import accounts, attachments, audit, fleet, households, ops, outreach, requests, review, sync, watermelondb
 
     app.config.setdefault("API_SPEC_OPTIONS", {
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     })
     api.init_app(app)
-    for module in (accounts, attachments, fleet, households, sync, requests, review, ops, audit, watermelondb):
+    webhooks.register_listeners()  # the request loop's moves become webhook deliveries
+    for module in (accounts, attachments, fleet, households, sync, requests, review, ops, audit, watermelondb,
+                   outreach):
         for blueprint in module.BLUEPRINTS:
             api.register_blueprint(blueprint)

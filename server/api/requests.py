@@ -6,7 +6,7 @@ from flask_smorest import Blueprint
 
 from schemas import requests as s
 
-from ..auth import coordinator_scope, coordinators_only
+from ..auth import accepts_integrations, coordinator_or_integration_scope, coordinator_scope, coordinators_only
 from ..extensions import db
 from ..services import requests
 from ..uow import write
@@ -18,6 +18,7 @@ for _blueprint in BLUEPRINTS:
 
 
 @blp.route("")
+@accepts_integrations("POST")
 class Requests(MethodView):
     @blp.arguments(s.RequestListArgs, location="query")
     @blp.response(200, s.RequestPage)
@@ -27,10 +28,12 @@ class Requests(MethodView):
 
     @blp.arguments(s.RequestCreate)
     @blp.response(201, s.RequestDetail)
-    @write
+    @blp.alt_response(200, schema=s.RequestDetail, description="an integration's external_id seen before")
+    @write(retries=2)
     def post(self, args):
-        """Record a request that came by phone or at the office."""
-        return requests.create_request(db.session, coordinator_scope(), args)
+        """Record a request that came by phone or at the office, or from an integration (with ``external_id``)."""
+        request, created = requests.create_request(db.session, coordinator_or_integration_scope(), args)
+        return request, 201 if created else 200
 
 
 @blp.route("/<uuid:request_id>")

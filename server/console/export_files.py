@@ -24,6 +24,11 @@ HEADERS = {
     "description": _l("Description"), "urgency": _l("Urgency"), "status": _l("Status"), "handler": _l("Handler"),
     "due_at": _l("Due"), "resolution": _l("Resolution"), "resolved_at": _l("Resolved at"),
     "feedback_due_at": _l("Feedback due"), "closed_at": _l("Closed at"), "satisfaction": _l("Satisfaction"),
+    # the service report of members registered from their workplace
+    "display_name": _l("Member"), "home_organisation": _l("Home organisation"),
+    "organisation_kind": _l("Kind of organisation"), "started_on": _l("Registered on"),
+    "ended_on": _l("Registration ended on"), "visits": _l("Visits"), "approved_visits": _l("Approved visits"),
+    "assistance_logs": _l("Assistance logs"), "closed_requests": _l("Requests closed"), "points": _l("Points"),
 }
 
 CHUNK = 64 * 1024

@@ -47,6 +47,9 @@ LABELS = {
              "member": lazy_gettext("Member")},
     "timeline": {"visit": lazy_gettext("Visit"), "assistance_log": lazy_gettext("Assistance"),
                  "request": lazy_gettext("Request")},
+    "organisation_kind": {"government": lazy_gettext("Government office"), "school": lazy_gettext("School"),
+                          "enterprise": lazy_gettext("Enterprise"),
+                          "public_institution": lazy_gettext("Public institution"), "other": lazy_gettext("Other")},
     "channel": {"in_person": lazy_gettext("In person"), "phone": lazy_gettext("Phone"), "sms": lazy_gettext("SMS"),
                 "notice": lazy_gettext("Notice")},
 }

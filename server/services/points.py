@@ -80,3 +80,9 @@ def leaderboard(session: Session, scope: Scope, area_id: str | None, weights: di
     rows.sort(key=lambda r: (-r["points"], r["display_name"], r["member_id"]))
     first = (page - 1) * per_page
     return {"items": rows[first:first + per_page], "page": page, "per_page": per_page, "total": len(rows)}
+
+
+def points_rows(session: Session, users: list[User], weights: dict[str, int],
+                start: dt.datetime | None = None, end: dt.datetime | None = None) -> list[dict]:
+    """The points row of each of ``users`` (already scoped by the caller), in their order."""
+    return _rows(users, _counts(session, [u.id for u in users], start, end), weights)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from sync import requests as request_rules
 from sync.apply import Change, apply_change
-from sync.errors import OpRejected
+from sync.errors import OpRejected, ValidationFailedError
 from sync.models import Area, Household, Request, RequestEvent, Task, new_id, utcnow
 from sync.policy import Scope
 
@@ -72,20 +72,38 @@ def get_request(session: Session, scope: Scope, request_id: str, now: dt.datetim
     return request
 
 
-def create_request(session: Session, scope: Scope, data: dict) -> Request:
-    """A request taken by phone or at the office: recorded through the engine like a tablet's."""
+def create_request(session: Session, scope: Scope, data: dict) -> tuple[Request, bool]:
+    """A request taken by phone or at the office, or sent by an integration (another platform):
+    recorded through the engine like a tablet's. Returns the request and whether it is new.
+
+    An integration's ``external_id`` is its own id for the request: sent again, it answers the request
+    recorded the first time (nothing is recorded twice). Only integrations send one.
+    """
     data = dict(data)
     record_id = data.pop("id", None) or new_id()
+    external_id = data.pop("external_id", None)
     now = utcnow()
+    source = "office"
+    if scope.actor.is_integration:
+        if external_id is None:
+            raise ValidationFailedError(details={"external_id": ["Missing data for required field."]})
+        known = session.scalar(select(Request.id).where(Request.integration_id == scope.actor.user_id,
+                                                        Request.external_id == external_id))
+        if known is not None:
+            return get_request(session, scope, known, now), False
+        data.update(integration_id=scope.actor.user_id, external_id=external_id)
+        source = "integration"
+    elif external_id is not None:
+        raise ValidationFailedError(details={"external_id": ["Only an integration sends an external id."]})
     try:
         outcome = apply_change(session, scope.actor, Change("request", record_id, "create",
-                                                            {**data, "source": "office"}, None, now),
+                                                            {**data, "source": source}, None, now),
                                sync_settings(), now)
     except OpRejected as exc:
         if exc.code == "id_taken":
             exc.code = "conflict"
         raise as_call_error(exc) from None
-    return get_request(session, scope, outcome.record.id, now)
+    return get_request(session, scope, outcome.record.id, now), True
 
 
 def _desk_event(session: Session, scope: Scope, request_id: str, action: str, **fields) -> Request:

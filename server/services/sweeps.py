@@ -20,6 +20,8 @@ from sync.models import Area, Household, Pairing, Task, utcnow
 from sync.policy import Actor, Scope
 from sync.settings import SyncSettings
 
+from . import webhooks
+
 SWEEP_ACTOR = Actor(user_id="sweep", role="admin")
 """The author of what sweeps make, so the change log says a job did it, not a person."""
 
@@ -98,7 +100,11 @@ def sweep_due_visits(session: Session, settings: SyncSettings, now: dt.datetime 
         Task.kind == "due_visit", Task.status == "open", Task.deleted_at.is_(None))))
     opened = 0
     unpaired = []
+    announce = webhooks.wanted(session, "household.overdue")
     for item in due:
+        if announce:  # other platforms hear of each overdue spell once (webhooks.on_household_overdue)
+            webhooks.on_household_overdue(session, session.get(Household, item.household_id), item.due_at,
+                                          item.days_overdue, item.member_id, now)
         if item.member_id is None:
             unpaired.append(item.household_id)
             continue

@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from server.extensions import db
-from sync.models import Conflict, QuarantinedOp
+from sync.models import Conflict, QuarantinedOp, WebhookDelivery
 from tests.conftest import Api, op
 
 # Who may call each route. public: anyone; coordinator: admins and coordinators (within their area);
@@ -67,19 +67,33 @@ ACCESS = {
     "GET attachments.AttachmentThumbnail": "scoped",
     "GET watermelondb.Sync": "device",
     "POST watermelondb.Sync": "device",
+    "GET registrations.Registrations": "coordinator",
+    "POST registrations.Registrations": "coordinator",
+    "POST registrations.EndRegistration": "coordinator",
+    "GET registrations.ServiceReport": "coordinator",
+    "GET webhooks.Subscriptions": "coordinator",
+    "POST webhooks.Subscriptions": "coordinator",
+    "DELETE webhooks.SubscriptionById": "coordinator",
+    "GET webhooks.Deliveries": "coordinator",
+    "POST webhooks.ReplayDelivery": "coordinator",
+    "GET integrations.Integrations": "admin",
+    "POST integrations.Integrations": "admin",
+    "POST integrations.RevokeIntegration": "admin",
 }
+# Routes that also take an integration token (another platform's); everywhere else it is unknown (401).
+INTEGRATION_ROUTES = {"POST requests.Requests"}
 
 ROLES = ("admin", "coordinator", "other_coordinator", "member", "paired_device", "unpaired_device",
-         "revoked_device", "anonymous")
+         "revoked_device", "anonymous", "integration")
 ALLOWED = {
     "public": set(ROLES),
     "coordinator": {"admin", "coordinator", "other_coordinator"},
     "device": {"paired_device", "unpaired_device"},
     "admin": {"admin"},
-    "scoped": set(ROLES) - {"revoked_device", "anonymous"},
+    "scoped": set(ROLES) - {"revoked_device", "anonymous", "integration"},
 }
 # Which community each role's scope covers, for the in/out-of-scope targets ("c1" is the first community).
-SCOPE_OF = {"admin": {"c1", "c2"}, "coordinator": {"c1"}, "other_coordinator": {"c2"}}
+SCOPE_OF = {"admin": {"c1", "c2"}, "coordinator": {"c1"}, "other_coordinator": {"c2"}, "integration": {"c1"}}
 # On routes open to everyone signed in, members and tablets have a scope too: m1's paired households.
 MEMBER_SCOPE_OF = {"member": {"c1"}, "paired_device": {"c1"}, "unpaired_device": set()}
 
@@ -90,8 +104,12 @@ def scope_of(access: str, role: str) -> set[str]:
     return SCOPE_OF.get(role, {"c1", "c2"})
 
 
+def allowed(key: str) -> set[str]:
+    return ALLOWED[ACCESS[key]] | ({"integration"} if key in INTEGRATION_ROUTES else set())
+
+
 def denial(role: str) -> tuple[int, str]:
-    if role == "anonymous":
+    if role in ("anonymous", "integration"):
         return 401, "unauthenticated"
     if role == "revoked_device":
         return 401, "device_revoked"
@@ -122,13 +140,21 @@ def bodies(ids: dict, c: str) -> dict:
         "POST quarantine.RetryQuarantined": {"data": None},
         "POST quarantine.DiscardQuarantined": {"reason": "测试"},
         "POST device_log_uploads.DeviceLogUploads": {"text": "sync ok", "app_version": "1.4.2"},
+        "POST registrations.Registrations": {"user_id": ids[f"member_{c}"], "area_id": ids[f"community_{c}"],
+                                             "home_organisation": "区教育局", "started_on": "2026-11-01"},
+        "POST registrations.EndRegistration": {"reason": "矩阵测试"},
+        "POST webhooks.Subscriptions": {"area_id": ids[f"community_{c}"], "name": f"平台{unique}",
+                                        "url": "http://127.0.0.1:9/hook", "event_types": ["request.raised"]},
+        "POST integrations.Integrations": {"name": f"热线{unique}", "area_id": ids[f"community_{c}"]},
     }
 
 
 # Path parameters → the kind of record they name.
 PARAM_KIND = {"household_id": "target_household", "user_id": "member", "device_id": "target_device",
               "request_id": "request", "visit_id": "visit", "member_id": "member", "conflict_id": "conflict",
-              "entry_id": "quarantine", "log_id": "device_log", "sha256": "attachment"}
+              "entry_id": "quarantine", "log_id": "device_log", "sha256": "attachment",
+              "registration_id": "registration", "subscription_id": "subscription", "delivery_id": "delivery",
+              "integration_id": "integration"}
 
 
 def api_routes(app) -> list[tuple[str, str, str]]:
@@ -194,6 +220,24 @@ def matrix_world(world, app):
         ids[f"visit_{c}"] = visit_id
         ids[f"quarantine_{c}"] = db.session.scalar(
             db.select(QuarantinedOp.id).where(QuarantinedOp.device_id == tablet.device_id))
+    for caller, c in ((w.coordinator, "c1"), (w.other_coordinator, "c2")):
+        # a registered member with no households (ending it unpairs nobody the other cells rely on)
+        w.add_member(f"r{c}", area={"id": ids[f"grid_{c}"]}, by=caller)
+        response = caller.post("/api/v1/registrations", {
+            "user_id": w.users[f"r{c}"]["id"], "area_id": ids[f"community_{c}"], "home_organisation": "区教育局",
+            "started_on": "2026-11-01"})
+        assert response.status_code == 201, response.get_json()
+        ids[f"registration_{c}"] = response.get_json()["id"]
+        response = caller.post("/api/v1/webhooks/subscriptions", {
+            "area_id": ids[f"community_{c}"], "name": "一网统管", "url": "http://127.0.0.1:9/hook",
+            "event_types": ["request.raised"]})
+        assert response.status_code == 201, response.get_json()
+        ids[f"subscription_{c}"] = response.get_json()["id"]
+        response = w.admin.post("/api/v1/integrations", {"name": f"热线{c}", "area_id": ids[f"community_{c}"]})
+        assert response.status_code == 201, response.get_json()
+        ids[f"integration_{c}"] = response.get_json()["id"]
+        if c == "c1":
+            integration = Api(w.client, response.get_json()["token"])
     for caller, household, c in ((w.coordinator, h1, "c1"), (w.other_coordinator, h2, "c2")):
         response = caller.post("/api/v1/requests", {"household_id": household["id"], "category": "照明",
                                                     "description": "楼道灯坏了", "urgency": "normal"})
@@ -204,10 +248,13 @@ def matrix_world(world, app):
         db.session.add(conflict)
         db.session.commit()
         ids[f"conflict_{c}"] = conflict.id
+        ids[f"delivery_{c}"] = db.session.scalar(db.select(WebhookDelivery.id).where(
+            WebhookDelivery.subscription_id == ids[f"subscription_{c}"]))
+        db.session.commit()
 
     callers = {"admin": w.admin, "coordinator": w.coordinator, "other_coordinator": w.other_coordinator,
                "member": w.login("m1"), "paired_device": paired, "unpaired_device": unpaired,
-               "revoked_device": revoked, "anonymous": Api(w.client, None)}
+               "revoked_device": revoked, "anonymous": Api(w.client, None), "integration": integration}
     # Ids that must never appear in an answer to each caller (except echoed from its own request).
     c1 = {v for k, v in ids.items() if k.endswith("_c1") and not k.startswith(("community", "grid", "building"))}
     c2 = {v for k, v in ids.items() if k.endswith("_c2") and not k.startswith(("community", "grid", "building"))}
@@ -216,7 +263,7 @@ def matrix_world(world, app):
               "paired_device": c2 | {ids["target_household_c1"]},
               "unpaired_device": c2 | {ids["household_c1"], ids["visit_c1"], ids["request_c1"],
                                        ids["target_household_c1"], ids["attachment_c1"]},
-              "revoked_device": c1 | c2, "anonymous": c1 | c2}
+              "revoked_device": c1 | c2, "anonymous": c1 | c2, "integration": c2}
     return ids, callers, hidden
 
 
@@ -246,7 +293,7 @@ def test_the_matrix(app, matrix_world, figures):
     cells = 0
     for method, endpoint, rule in api_routes(app):
         key = f"{method} {endpoint}"
-        access = ACCESS[key]
+        access, allowed_roles = ACCESS[key], allowed(key)
         params = re.findall(r"<(?:\w+:)?(\w+)>", rule)
         targets = ("c1", "c2", "missing") if params else ("c1", "c2")
         for role in ROLES:
@@ -267,7 +314,7 @@ def test_the_matrix(app, matrix_world, figures):
                     _assert_error_shape(response)
                 code = (response.get_json() or {}).get("error", {}).get("code") if response.is_json else None
                 answers[target] = (response.status_code, code)
-                if role not in ALLOWED[access]:
+                if role not in allowed_roles:
                     assert (response.status_code, code) == denial(role), where
                     continue
                 assert code not in ("unauthenticated", "forbidden", "device_revoked"), where
@@ -280,7 +327,7 @@ def test_the_matrix(app, matrix_world, figures):
                     sent = path + json.dumps(body or {})
                     leaked = {i for i in hidden[role] if i.encode() in answer and i not in sent}
                     assert not leaked, f"{where}: out-of-scope ids in the answer: {leaked}"
-            if params and role in ALLOWED[access] and access != "public":
+            if params and role in allowed_roles and access != "public":
                 for target in ("c1", "c2"):
                     if target not in scope_of(access, role):
                         assert answers[target] == answers["missing"] == (404, "not_found"), \
@@ -294,12 +341,12 @@ def test_denied_callers_are_turned_away_before_their_body_is_read(app, matrix_wo
     ids, callers, _ = matrix_world
     cells, wrong = 0, []
     for method, endpoint, rule in api_routes(app):
-        access = ACCESS[f"{method} {endpoint}"]
-        if method == "GET" or access == "public":
+        key = f"{method} {endpoint}"
+        if method == "GET" or ACCESS[key] == "public":
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: ids[f"{PARAM_KIND[m.group(1)]}_c1"], rule)
         for role in ROLES:
-            if role in ALLOWED[access]:
+            if role in allowed(key):
                 continue
             response = _call(callers[role], method, path, {"unknown": "\x00" * 3, "base_version": "x"})
             cells += 1
