@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mimetypes
 import os
 import socket
 import sys
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     visit.add_argument("--kind", default="routine", choices=["routine", "assistance", "follow_up", "feedback"])
     visit.add_argument("--summary", default=None)
     visit.add_argument("--minutes", type=int, default=None)
+    visit.add_argument("--photo", action="append", default=[], metavar="FILE",
+                       help="a photo or scanned document to attach (repeatable); uploaded at the next sync")
     commands.add_parser("sync", help="push the outbox, then pull until done")
     commands.add_parser("status", help="what the tablet holds and has not sent yet")
     commands.add_parser("households", help="the households in this tablet's scope")
@@ -45,12 +48,18 @@ def main(argv: list[str] | None = None) -> int:
             if store.view("household", args.household) is None:
                 print(f"no household {args.household} on this tablet (sync first?)", file=sys.stderr)
                 return 2
-            visit_id = tablet.record_visit(args.household, args.kind, args.summary, duration_minutes=args.minutes)
+            photos = []
+            for path in args.photo:
+                with open(path, "rb") as f:
+                    photos.append((f.read(), mimetypes.guess_type(path)[0], os.path.basename(path)))
+            visit_id = tablet.record_visit(args.household, args.kind, args.summary, duration_minutes=args.minutes,
+                                           photos=photos)
             print(f"visit {visit_id} recorded; {store.counts()['outbox']} op(s) waiting for sync")
         elif args.command == "sync":
             report = tablet.sync()
             print(f"pushed {report.pushed} ({report.acknowledged} acknowledged, {report.rejected} rejected), "
-                  f"pulled {report.pulled} changes, {len(report.conflicts)} conflicts, {report.retries} retries")
+                  f"pulled {report.pulled} changes, {len(report.conflicts)} conflicts, {report.retries} retries, "
+                  f"{report.uploaded} file(s) uploaded, {store.counts()['uploads_waiting']} waiting")
             for rejected in store.rejected():
                 print(f"  rejected: {rejected['entity']} {rejected['id']} {rejected['action']}: "
                       f"{rejected['error'].get('code')}")

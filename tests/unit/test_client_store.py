@@ -328,3 +328,17 @@ def test_a_tablet_revoked_while_uploading_wipes_its_photos_too(tablet, server):
         tablet.sync()
     assert tablet.store.file(SHA) is None and tablet.store.files() == []
     assert server.pushes() == []
+
+
+def test_the_command_line_records_a_visit_with_a_photo_offline(tablet, server, tmp_path, capsys):
+    from client.__main__ import main
+
+    with_household(tablet, server)
+    photo = tmp_path / "扶手.jpg"
+    photo.write_bytes(PHOTO)
+    assert main(["--store", tablet.store.path, "record-visit", "--household", HH, "--summary", "扶手松了",
+                 "--photo", str(photo)]) == 0
+    assert "1 op(s) waiting" in capsys.readouterr().out
+    op = tablet.store.outbox()[0]  # the command wrote the same SQLite file
+    assert op.data["attachments"] == [{"sha256": SHA, "mime": "image/jpeg", "name": "扶手.jpg"}]
+    assert tablet.store.file(SHA) == PHOTO
