@@ -123,13 +123,13 @@ def _queue(session: Session, subscription: WebhookSubscription, event_type: str,
     envelope = {"version": PAYLOAD_VERSION, "id": delivery_id, "type": event_type, "occurred_at": _time(now),
                 "subscription_id": subscription.id, "community_id": household.community_id,
                 "area_id": household.area_id, "data": data}
-    outbox_id = new_id()
+    outbox_id, queued_at = new_id(), utcnow()  # ``now`` is the event's time; the queue runs on the clock
     delivery = WebhookDelivery(id=delivery_id, subscription_id=subscription.id, community_id=household.community_id,
                                event_type=event_type, body=json.dumps(envelope, ensure_ascii=False),
-                               outbox_id=outbox_id, status="pending", attempts=[], created_at=now)
+                               outbox_id=outbox_id, status="pending", attempts=[], created_at=queued_at)
     session.add(delivery)
     session.add(OutboxMessage(id=outbox_id, kind=OUTBOX_KIND, payload={"delivery_id": delivery_id},
-                              dedupe_key=dedupe_key, created_at=now, next_attempt_at=now))
+                              dedupe_key=dedupe_key, created_at=queued_at, next_attempt_at=queued_at))
     return delivery
 
 
