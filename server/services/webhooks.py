@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from sync import requests as request_rules
@@ -192,6 +192,9 @@ def replay(session: Session, scope: Scope, delivery_id: str) -> WebhookDelivery:
     """Send a delivery again, the same body with the same ``id`` (so a receiver that had it can drop it),
     signed afresh; through the outbox like the first time, with its own retries."""
     delivery = require_delivery(session, scope, delivery_id)
+    # a retry still waiting is replaced by the replay, so the receiver does not get both
+    session.execute(update(OutboxMessage).where(OutboxMessage.id == delivery.outbox_id,
+                                                OutboxMessage.status == "pending").values(status="superseded"))
     outbox_id = new_id()
     now = utcnow()
     session.add(OutboxMessage(id=outbox_id, kind=OUTBOX_KIND, payload={"delivery_id": delivery.id, "replay": True},

@@ -158,3 +158,33 @@ def test_members_and_tablets_may_not_register_or_read_reports(world):
     assert member.get("/api/v1/registrations").status_code == 403
     assert member.get("/api/v1/registrations/report").status_code == 403
     assert world.tablet("m1").post("/api/v1/registrations", {}).status_code == 403
+
+
+def test_the_console_registers_ends_and_prints_the_report(world, app):
+    from tests.api.test_console import Console
+
+    console = Console(app.test_client())
+    console.login()
+    page = console.get("/console/registrations")
+    assert page.status_code == 200 and "双报到党员" in page.get_data(as_text=True)
+    response = console.post("/console/registrations", {
+        "user_id": world.users["m1"]["id"], "area_id": world.community["id"], "home_organisation": "区教育局",
+        "organisation_kind": "school", "started_on": "2026-11-01"})
+    assert response.status_code == 303
+    (registration,) = world.coordinator.get("/api/v1/registrations").get_json()["items"]
+    household = world.household("幸福路1号", member="m1")
+    serve(world, world.tablet("m1"), household["id"])
+
+    report = console.get("/console/registrations/report?from=2026-11-01&to=2026-11-30").get_data(as_text=True)
+    assert "服务报告" in report and "区教育局" in report and "学校" in report and "window.print()" in report
+    assert "@media print" in report
+    download = console.get("/console/registrations/report?format=xlsx&home_organisation=区教育局")
+    sheet = load_workbook(io.BytesIO(download.get_data()), read_only=True).active
+    assert [list(r) for r in sheet.iter_rows(values_only=True)][1][:3] == ["m1", "区教育局", "学校"]
+
+    console.get("/console/registrations")
+    ended = console.post(f"/console/registrations/{registration['id']}/end", {"ended_on": "2026-12-01"})
+    assert ended.status_code == 200
+    body = ended.get_data(as_text=True)
+    assert "没有结对党员" in body and household["id"] in body and "幸福路1号" in body
+    assert world.coordinator.get(f"/api/v1/households/{household['id']}").get_json()["member_id"] is None

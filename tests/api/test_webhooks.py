@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import re
 import threading
 import time
 import uuid
@@ -312,3 +313,31 @@ def test_bad_subscriptions_get_the_one_error_shape(world):
     response = world.coordinator.post("/api/v1/webhooks/subscriptions", {
         "area_id": world.other_community["id"], "name": "x", "url": "http://x", "event_types": ["request.raised"]})
     assert response.status_code == 404
+
+
+def test_the_console_subscribes_shows_the_log_and_replays(world, app, receiver):
+    from tests.api.test_console import Console
+
+    url, handler = receiver
+    console = Console(app.test_client())
+    console.login()
+    assert console.get("/console/webhooks").status_code == 200
+    page = console.client.post("/console/webhooks/subscriptions", data={
+        "csrf_token": console.csrf, "name": "一网统管", "area_id": world.community["id"], "url": url,
+        "grant": "none", "event_types": ["request.raised", "request.closed"]})
+    assert page.status_code == 200
+    secret = re.search(r'id="webhook-secret">([^<]+)<', page.get_data(as_text=True)).group(1)
+    raise_request(world, world.household())
+    handler.answers = [500]
+    drain()
+    log = console.get("/console/webhooks").get_data(as_text=True)
+    assert "重试中" in log and "500" in log and "诉求提出" in log
+    (delivery,) = world.coordinator.get("/api/v1/webhooks/deliveries").get_json()["items"]
+    replayed = console.post(f"/console/webhooks/deliveries/{delivery['id']}/replay")
+    assert replayed.status_code == 303
+    drain(utcnow() + dt.timedelta(minutes=5))  # the waiting retry was replaced by the replay: sent once
+    assert len(handler.received) == 2
+    headers, body = handler.received[-1]
+    assert verify(secret, headers["Lianhu-Signature"], body, time.time())
+    assert "已送达" in console.get("/console/webhooks?status=delivered").get_data(as_text=True)
+    assert console.get("/console/webhooks?status=nope").status_code == 422
