@@ -162,6 +162,32 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def _figures(value):
+    """Figures back from a results file (dicts with a name and values), leaving everything else as it is."""
+    if isinstance(value, dict) and {"name", "unit", "values"} <= value.keys():
+        return Figure(**value)
+    if isinstance(value, dict):
+        return {k: _figures(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_figures(v) for v in value]
+    return value
+
+
+def merge(paths: list[Path]) -> dict:
+    """One report from runs of the same sizes made side by side (e.g. one per database)."""
+    parts = [_figures(json.loads(Path(p).read_text())) for p in paths]
+    merged = dict(parts[0])
+    merged["databases"], merged["peers"] = {}, {}
+    for part in parts:
+        merged["databases"].update(part["databases"])
+        merged["peers"].update(part["peers"])
+        if part["machine"].get("PostgreSQL") not in (None, "not used"):
+            merged["machine"] = part["machine"]
+    merged["seconds"] = max(part["seconds"] for part in parts)
+    merged["command"] = "` and `".join(part["command"] for part in parts)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     mode = parser.add_mutually_exclusive_group()
@@ -171,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true", help="Lianhu and the raw limit only")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", PG_DEFAULT),
                         help="a PostgreSQL database this run may wipe (default: %(default)s)")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None,
+                        help="write BENCHMARKS.md from these results files instead of running")
     args = parser.parse_args(argv)
+    if args.merge:
+        results = merge(args.merge)
+        target = REPO / "BENCHMARKS.md" if results["mode"] == "full" else OUT / "BENCHMARKS.short.md"
+        report.write(target, results)
+        log(f"wrote {target.relative_to(REPO)} from {len(args.merge)} results files")
+        return 0
     name = "full" if args.full else "short"
     sizes = SIZES[name]
     rng = random.Random(7)
@@ -206,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     results["command"] = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
     target = REPO / "BENCHMARKS.md" if name == "full" else OUT / "BENCHMARKS.short.md"
     report.write(target, results)
-    (OUT / f"results.{name}.json").write_text(json.dumps(results, default=report.plain, indent=1, ensure_ascii=False))
+    kinds = "-".join(k.strip() for k in args.db.split(",") if k.strip()) + ("" if args.skip_peers else "-peers")
+    (OUT / f"results.{name}.{kinds}.json").write_text(
+        json.dumps(results, default=report.plain, indent=1, ensure_ascii=False))
     log(f"wrote {target.relative_to(REPO)} in {results['seconds']:.0f} s")
     return 0
 
