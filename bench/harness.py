@@ -52,16 +52,15 @@ class Database:
                            "LOG_LEVEL": "WARNING"})
 
     def reset_schema(self) -> None:
-        """Drop and create every table from the models (the migration is regenerated from them)."""
-        from server.extensions import db
-        from sync.models import Base
-
-        app = self.app()
-        with app.app_context():
-            db.session.close()
-            Base.metadata.drop_all(db.engine)
-            Base.metadata.create_all(db.engine)
-            db.engine.dispose()
+        """Drop and create every table from the models, in a fresh process: the schema must come from the
+        same code that gunicorn is about to import, not from what this long-running process loaded."""
+        script = ("from server import create_app\nfrom server.extensions import db\nfrom sync.models import Base\n"
+                  "app = create_app()\nwith app.app_context():\n    db.session.close()\n"
+                  "    Base.metadata.drop_all(db.engine)\n    Base.metadata.create_all(db.engine)\n")
+        result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=self.env(), capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"schema reset failed: {result.stderr[-2000:]}")
 
     def connect(self):
         """A plain DBAPI connection (psycopg 3 or sqlite3), configured like the server's."""
