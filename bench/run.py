@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--short", action="store_true", help="small sizes, a few minutes (make bench)")
     mode.add_argument("--full", action="store_true", help="the sizes of issue 7 (make bench-full)")
-    parser.add_argument("--db", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
+    parser.add_argument("--db", default="sqlite,postgresql",
+                        help="comma-separated: sqlite, postgresql; none for the peers alone")
     parser.add_argument("--skip-peers", action="store_true", help="Lianhu and the raw limit only")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", PG_DEFAULT),
                         help="a PostgreSQL database this run may wipe (default: %(default)s)")
@@ -206,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         report.write(target, results)
         log(f"wrote {target.relative_to(REPO)} from {len(args.merge)} results files")
         return 0
+    # a terminated run still stops the servers it started (their finally blocks run on SystemExit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     name = "full" if args.full else "short"
     sizes = SIZES[name]
     rng = random.Random(7)
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     results: dict = {"mode": name, "sizes": asdict(sizes), "databases": {}, "peers": {}}
     pg_version = None
-    for kind in [k.strip() for k in args.db.split(",") if k.strip()]:
+    for kind in [k.strip() for k in args.db.split(",") if k.strip() not in ("", "none")]:
         if kind == "sqlite":
             folder = OUT / "sqlite"
             folder.mkdir(parents=True, exist_ok=True)
