@@ -2,7 +2,7 @@
 and webhook subscriptions with their delivery log."""
 from __future__ import annotations
 
-from marshmallow import fields, validate, validates_schema, ValidationError
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from .base import BaseSchema, PageArgsQuery, Str, Text, UUIDStr, page_schema
 

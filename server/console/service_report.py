@@ -7,7 +7,8 @@ from flask import Response, stream_with_context
 
 from ..services.registrations import REPORT_COLUMNS
 from .export_files import csv_stream, xlsx_stream
-from .i18n import label, lazy_gettext as _l
+from .i18n import label
+from .i18n import lazy_gettext as _l
 
 MIMETYPES = {"csv": "text/csv; charset=utf-8",
              "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}

@@ -23,7 +23,6 @@ from sync import requests as request_rules
 from sync.errors import ForbiddenError, NotFoundError
 from sync.models import Area, Household, OutboxMessage, Request, WebhookDelivery, WebhookSubscription, new_id, utcnow
 from sync.policy import Scope
-from sync.requests import enqueue
 
 from .audit import mask_phone
 from .common import paginate

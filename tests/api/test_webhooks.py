@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from server import worker
 from server.extensions import db
 from server.gateways import KindRouter, LogGateway
-from server.services.sweeps import sweep_due_visits
 from server.services.common import sync_settings
+from server.services.sweeps import sweep_due_visits
 from sync.models import OutboxMessage, WebhookDelivery, utcnow
 from tests.conftest import op
 

@@ -7,9 +7,18 @@ from flask import current_app, flash, render_template, request
 from marshmallow import validate
 
 from schemas.base import Str
-from schemas.outreach import (DELIVERY_STATUSES, EVENT_TYPES, GRANTS, ORGANISATION_KINDS, DeliveryListArgs,
-                              RegistrationCreate, RegistrationEnd, RegistrationListArgs, ServiceReportArgs,
-                              SubscriptionCreate)
+from schemas.outreach import (
+    DELIVERY_STATUSES,
+    EVENT_TYPES,
+    GRANTS,
+    ORGANISATION_KINDS,
+    DeliveryListArgs,
+    RegistrationCreate,
+    RegistrationEnd,
+    RegistrationListArgs,
+    ServiceReportArgs,
+    SubscriptionCreate,
+)
 from sync.errors import ValidationFailedError
 
 from ...extensions import db
