@@ -100,11 +100,10 @@ def sweep_due_visits(session: Session, settings: SyncSettings, now: dt.datetime 
         Task.kind == "due_visit", Task.status == "open", Task.deleted_at.is_(None))))
     opened = 0
     unpaired = []
-    announce = webhooks.wanted(session, "household.overdue")
+    announcer = webhooks.OverdueAnnouncer(session)  # other platforms hear of each overdue spell once
     for item in due:
-        if announce:  # other platforms hear of each overdue spell once (webhooks.on_household_overdue)
-            webhooks.on_household_overdue(session, session.get(Household, item.household_id), item.due_at,
-                                          item.days_overdue, item.member_id, now)
+        if announcer:
+            announcer.announce(item.household_id, item.due_at, item.days_overdue, item.member_id, now)
         if item.member_id is None:
             unpaired.append(item.household_id)
             continue

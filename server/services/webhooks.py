@@ -101,12 +101,6 @@ def _request_data(request: Request, grant: str) -> dict[str, Any]:
     return data
 
 
-def wanted(session: Session, event_type: str) -> bool:
-    """Whether any active subscription wants ``event_type`` (a sweep asks once, not per household)."""
-    return any(event_type in (types or ()) for types in session.scalars(
-        select(WebhookSubscription.event_types).where(WebhookSubscription.active.is_(True))))
-
-
 def _matching(session: Session, event_type: str, household: Household) -> list[WebhookSubscription]:
     """Active subscriptions of the household's community whose area holds it and that want this event."""
     area_path = session.scalar(select(Area.path).where(Area.id == household.area_id))
@@ -141,20 +135,50 @@ def on_request_event(session: Session, event_type: str, request: Request, now: d
                 "household": _household_data(household, subscription.grant)})
 
 
-def on_household_overdue(session: Session, household: Household, due_at: dt.datetime, days_overdue: int,
-                         member_id: str | None, now: dt.datetime) -> int:
-    """The sweep found ``household`` overdue for a visit: one event per overdue spell (per ``due_at``),
-    however often the sweep runs. Returns the deliveries queued."""
-    queued = 0
-    for subscription in _matching(session, "household.overdue", household):
-        key = f"webhook:{subscription.id}:overdue:{household.id}:{_time(due_at)}"
-        if session.scalar(select(exists().where(OutboxMessage.dedupe_key == key))):
-            continue
-        _queue(session, subscription, "household.overdue", now, household,
-               {"household": _household_data(household, subscription.grant), "due_at": _time(due_at),
-                "days_overdue": days_overdue, "paired": member_id is not None}, dedupe_key=key)
-        queued += 1
-    return queued
+class OverdueAnnouncer:
+    """Tells subscribed platforms of households the sweep found overdue: one event per overdue spell
+    (per household and ``due_at``), however often the sweep runs.
+
+    Made once per sweep: it reads the subscriptions that want ``household.overdue`` and the area paths
+    once, so a district's sweep costs one indexed look-up per household inside a subscribed area.
+    It is false when no subscription wants the event, and the sweep then skips it altogether.
+    """
+
+    EVENT = "household.overdue"
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.by_community: dict[str, list[tuple[WebhookSubscription, str]]] = {}
+        for subscription, path in session.execute(
+                select(WebhookSubscription, Area.path).join(Area, Area.id == WebhookSubscription.area_id)
+                .where(WebhookSubscription.active.is_(True))):
+            if self.EVENT in (subscription.event_types or ()):
+                self.by_community.setdefault(subscription.community_id, []).append((subscription, path))
+        self.paths: dict[str, str] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.by_community)
+
+    def announce(self, household_id: str, due_at: dt.datetime, days_overdue: int, member_id: str | None,
+                 now: dt.datetime) -> int:
+        """Queue the event for each subscription whose area holds the household; the number queued."""
+        household = self.session.get(Household, household_id)
+        candidates = self.by_community.get(household.community_id, ())
+        if not candidates:
+            return 0
+        if household.area_id not in self.paths:
+            self.paths[household.area_id] = self.session.scalar(select(Area.path).where(Area.id == household.area_id))
+        queued = 0
+        for subscription, path in candidates:
+            key = f"webhook:{subscription.id}:overdue:{household.id}:{_time(due_at)}"
+            if not self.paths[household.area_id].startswith(path) or self.session.scalar(
+                    select(exists().where(OutboxMessage.dedupe_key == key))):
+                continue
+            _queue(self.session, subscription, self.EVENT, now, household,
+                   {"household": _household_data(household, subscription.grant), "due_at": _time(due_at),
+                    "days_overdue": days_overdue, "paired": member_id is not None}, dedupe_key=key)
+            queued += 1
+        return queued
 
 
 def register_listeners() -> None:

@@ -276,6 +276,8 @@ def test_an_overdue_household_is_announced_once_per_overdue_spell(world, receive
     subscribe(world, url, ["household.overdue"])
     world.household(member="m1", visit_interval_days=7)
     world.household("幸福路2号", visit_interval_days=7)  # no member: announced too, as unpaired
+    world.household("和平路9号", area=world.other_building, by=world.other_coordinator,
+                    visit_interval_days=7)  # another community's: not this subscription's business
     later = utcnow() + dt.timedelta(days=8)
     for _ in range(2):  # the sweep runs again: no second announcement
         sweep_due_visits(db.session, sync_settings(), later)
