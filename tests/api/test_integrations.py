@@ -4,6 +4,7 @@ and flowing into the same loop so the answer reaches the household in person."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 
 from server.extensions import db
@@ -105,3 +106,29 @@ def test_a_request_from_an_integration_closes_the_loop_at_the_household(world):
     # the platform asking again about its request is answered the closed request
     again = hotline_request(hotline, household)
     assert again.status_code == 200 and again.get_json()["status"] == "closed"
+
+
+def test_the_same_external_id_sent_twice_at_once_is_recorded_once(world, app):
+    household = world.household(member="m1")
+    body, _ = integration(world)
+    barrier, answers, errors = threading.Barrier(4), [], []
+
+    def send():
+        try:
+            caller = Api(app.test_client(), body["token"])
+            barrier.wait()
+            answers.append(hotline_request(caller, household, external_id="RX-RACE"))
+        except Exception as exc:  # a thread's failure must fail the test
+            errors.append(exc)
+
+    db.session.commit()  # hold no transaction here: on SQLite it would keep the one write lock
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201], [a.get_json() for a in answers]
+    assert len({a.get_json()["id"] for a in answers}) == 1
+    db.session.commit()
+    assert world.coordinator.get(f"/api/v1/requests?household_id={household['id']}").get_json()["total"] == 1
