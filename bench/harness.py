@@ -45,12 +45,6 @@ class Database:
                     "LOG_LEVEL": "WARNING", **BENCH_LIMITS})
         return env
 
-    def app(self):
-        from server import create_app
-
-        return create_app({"DATABASE_URL": self.url, "INSTANCE_PATH": str(self.instance), "SECRET_KEY": SECRET,
-                           "LOG_LEVEL": "WARNING"})
-
     def reset_schema(self) -> None:
         """Drop and create every table from the models, in a fresh process: the schema must come from the
         same code that gunicorn is about to import, not from what this long-running process loaded."""
