@@ -248,6 +248,7 @@ def bench_peer(peer, sizes, rng: random.Random, households: list[str], slow: boo
             batches = max(1, min(batches, SLOW_PEER_RECORDS_PER_RUN // batch))
         figure = Figure(f"push update, batches of {batch}, 1/4 stale", "ops/s",
                         note=f"{peer.label}; a stale op is refused, not merged")
+        unexpected = 0
         for _ in range(runs):
             peer.new_collection()
             seconds = 0.0
@@ -264,9 +265,12 @@ def bench_peer(peer, sizes, rng: random.Random, households: list[str], slow: boo
                     statuses = peer.push_updates(changes)
                 seconds += t.seconds
                 refused = sum(n for status, n in statuses.items() if status >= 400)
-                if refused != batch // 4:
+                if refused < batch // 4:
                     raise RuntimeError(f"{peer.label}: expected {batch // 4} stale refusals, got {statuses}")
+                unexpected += refused - batch // 4
             figure.values.append(batch * batches / seconds)
+        if unexpected:
+            figure.note += f"; {unexpected} current-version updates were refused too"
         figures.append(figure)
     # pulls: a full pull of the same number of records, then an incremental one
     peer.new_collection()
@@ -303,28 +307,37 @@ def _recreate_database(pg_url: str, name: str) -> str:
     return pg_url.rsplit("/", 1)[0] + "/" + name
 
 
-def bench_all(sizes, rng: random.Random, log, pg_url: str | None) -> dict[str, object]:
+def bench_all(sizes, rng: random.Random, log, pg_url: str | None,
+              which: tuple[str, ...] = ("kinto", "pouch")) -> dict[str, object]:
     """Every peer's figures; a peer that cannot be installed or started is reported with its error."""
     results: dict[str, object] = {}
     households = [str(uuid.uuid4()) for _ in range(20)]
     PEERS_DIR.mkdir(parents=True, exist_ok=True)
-    work = PEERS_DIR / "run"
+    work = PEERS_DIR / ("run-" + "-".join(which))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     configs = []
     try:
+        if "kinto" not in which:
+            raise LookupError
         kinto = install_kinto()
         configs.append(("Kinto 26.5, memory", "kinto", (kinto, "memory", None)))
         if pg_url:
             configs.append(("Kinto 26.5, PostgreSQL", "kinto", (kinto, "postgresql", "kinto_bench")))
     except (PeerUnavailable, subprocess.TimeoutExpired, OSError) as exc:
         results["Kinto"] = f"could not be installed: {exc}"
+    except LookupError:
+        pass
     try:
+        if "pouch" not in which:
+            raise LookupError
         pouch = install_pouchdb()
         configs.append(("PouchDB Server 4.2, LevelDB", "pouch", (pouch, "leveldb")))
         configs.append(("PouchDB Server 4.2, in memory", "pouch", (pouch, "memory")))
     except (PeerUnavailable, subprocess.TimeoutExpired, OSError) as exc:
         results["PouchDB Server"] = f"could not be installed: {exc}"
+    except LookupError:
+        pass
     for label, kind, spec in configs:
         port = free_port()
         process = None

@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="sqlite,postgresql",
                         help="comma-separated: sqlite, postgresql; none for the peers alone")
     parser.add_argument("--skip-peers", action="store_true", help="Lianhu and the raw limit only")
+    parser.add_argument("--peers", default="kinto,pouch", help="comma-separated: kinto, pouch")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_DATABASE_URL", PG_DEFAULT),
                         help="a PostgreSQL database this run may wipe (default: %(default)s)")
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
@@ -238,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_peers:
         from . import peers
 
-        results["peers"] = peers.bench_all(sizes, rng, log, args.pg_url)
+        results["peers"] = peers.bench_all(sizes, rng, log, args.pg_url,
+                                           tuple(p.strip() for p in args.peers.split(",") if p.strip()))
     results["machine"] = machine.describe(pg_version)
     results["seconds"] = time.time() - started
     results["command"] = "python -m bench.run " + " ".join(sys.argv[1:] if argv is None else argv)
     target = REPO / "BENCHMARKS.md" if name == "full" else OUT / "BENCHMARKS.short.md"
     report.write(target, results)
-    kinds = "-".join(k.strip() for k in args.db.split(",") if k.strip()) + ("" if args.skip_peers else "-peers")
+    kinds = "-".join(k.strip() for k in args.db.split(",") if k.strip()) + (
+        "" if args.skip_peers else "-" + args.peers.replace(",", "-"))
     (OUT / f"results.{name}.{kinds}.json").write_text(
         json.dumps(results, default=report.plain, indent=1, ensure_ascii=False))
     log(f"wrote {target.relative_to(REPO)} in {results['seconds']:.0f} s")
