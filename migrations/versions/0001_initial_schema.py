@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 10:12:05.132556
+Create Date: 2026-12-01 10:55:21.322775
 
 """
 from alembic import op
@@ -240,6 +240,21 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_households_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_households_ledger_id'), ['ledger_id'], unique=False)
 
+    op.create_table('integrations',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('area_id', sa.String(length=36), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('created_by', sa.String(length=36), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['area_id'], ['areas.id'], name=op.f('fk_integrations_area_id_areas')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_integrations')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_integrations_token_hash'))
+    )
+    with op.batch_alter_table('integrations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_integrations_area_id'), ['area_id'], unique=False)
+
     op.create_table('users',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('username', sa.String(length=200), nullable=False),
@@ -255,6 +270,25 @@ def upgrade():
     )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_area_id'), ['area_id'], unique=False)
+
+    op.create_table('webhook_subscriptions',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('area_id', sa.String(length=36), nullable=False),
+    sa.Column('community_id', sa.String(length=36), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('url', sa.String(length=2000), nullable=False),
+    sa.Column('secret', sa.String(length=200), nullable=False),
+    sa.Column('event_types', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('grant', sa.String(length=20), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_by', sa.String(length=36), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['area_id'], ['areas.id'], name=op.f('fk_webhook_subscriptions_area_id_areas')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_subscriptions'))
+    )
+    with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_subscriptions_area_id'), ['area_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_subscriptions_community_id'), ['community_id'], unique=False)
 
     op.create_table('api_tokens',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -346,6 +380,29 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_pairings_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_pairings_member_id'), ['member_id'], unique=False)
 
+    op.create_table('registrations',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('community_id', sa.String(length=36), nullable=False),
+    sa.Column('area_id', sa.String(length=36), nullable=False),
+    sa.Column('home_organisation', sa.String(length=200), nullable=False),
+    sa.Column('organisation_kind', sa.String(length=20), nullable=False),
+    sa.Column('started_on', sa.Date(), nullable=False),
+    sa.Column('ended_on', sa.Date(), nullable=True),
+    sa.Column('end_reason', sa.Text(), nullable=True),
+    sa.Column('registered_by', sa.String(length=36), nullable=True),
+    sa.Column('ended_by', sa.String(length=36), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['area_id'], ['areas.id'], name=op.f('fk_registrations_area_id_areas')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_registrations_user_id_users')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_registrations'))
+    )
+    with op.batch_alter_table('registrations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_registrations_area_id'), ['area_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_registrations_community_id'), ['community_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_registrations_home_organisation'), ['home_organisation'], unique=False)
+        batch_op.create_index(batch_op.f('ix_registrations_user_id'), ['user_id'], unique=False)
+
     op.create_table('requests',
     sa.Column('household_id', sa.String(length=36), nullable=False),
     sa.Column('resident_id', sa.String(length=36), nullable=True),
@@ -363,6 +420,8 @@ def upgrade():
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('satisfaction', sa.Integer(), nullable=True),
     sa.Column('raised_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('integration_id', sa.String(length=36), nullable=True),
+    sa.Column('external_id', sa.String(length=200), nullable=True),
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('community_id', sa.String(length=36), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -379,6 +438,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_requests_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_requests_household_id'), ['household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_requests_status'), ['status'], unique=False)
+        batch_op.create_index('uq_requests_integration_external', ['integration_id', 'external_id'], unique=True)
 
     op.create_table('residents',
     sa.Column('household_id', sa.String(length=36), nullable=False),
@@ -455,6 +515,27 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_visits_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_visits_household_id'), ['household_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_visits_visited_at'), ['visited_at'], unique=False)
+
+    op.create_table('webhook_deliveries',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('subscription_id', sa.String(length=36), nullable=False),
+    sa.Column('community_id', sa.String(length=36), nullable=False),
+    sa.Column('event_type', sa.String(length=60), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('outbox_id', sa.String(length=36), nullable=True),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['subscription_id'], ['webhook_subscriptions.id'], name=op.f('fk_webhook_deliveries_subscription_id_webhook_subscriptions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries'))
+    )
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_community_id'), ['community_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_outbox_id'), ['outbox_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_status'), ['status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_webhook_deliveries_subscription_id'), ['subscription_id'], unique=False)
 
     op.create_table('device_logs',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -552,6 +633,14 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_device_logs_created_at'))
 
     op.drop_table('device_logs')
+    with op.batch_alter_table('webhook_deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_subscription_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_status'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_outbox_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_created_at'))
+        batch_op.drop_index(batch_op.f('ix_webhook_deliveries_community_id'))
+
+    op.drop_table('webhook_deliveries')
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visits_visited_at'))
         batch_op.drop_index(batch_op.f('ix_visits_household_id'))
@@ -571,12 +660,20 @@ def downgrade():
 
     op.drop_table('residents')
     with op.batch_alter_table('requests', schema=None) as batch_op:
+        batch_op.drop_index('uq_requests_integration_external')
         batch_op.drop_index(batch_op.f('ix_requests_status'))
         batch_op.drop_index(batch_op.f('ix_requests_household_id'))
         batch_op.drop_index(batch_op.f('ix_requests_community_id'))
         batch_op.drop_index(batch_op.f('ix_requests_category'))
 
     op.drop_table('requests')
+    with op.batch_alter_table('registrations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_registrations_user_id'))
+        batch_op.drop_index(batch_op.f('ix_registrations_home_organisation'))
+        batch_op.drop_index(batch_op.f('ix_registrations_community_id'))
+        batch_op.drop_index(batch_op.f('ix_registrations_area_id'))
+
+    op.drop_table('registrations')
     with op.batch_alter_table('pairings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_pairings_member_id'))
         batch_op.drop_index(batch_op.f('ix_pairings_community_id'))
@@ -599,10 +696,19 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_api_tokens_user_id'))
 
     op.drop_table('api_tokens')
+    with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_webhook_subscriptions_community_id'))
+        batch_op.drop_index(batch_op.f('ix_webhook_subscriptions_area_id'))
+
+    op.drop_table('webhook_subscriptions')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_area_id'))
 
     op.drop_table('users')
+    with op.batch_alter_table('integrations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_integrations_area_id'))
+
+    op.drop_table('integrations')
     with op.batch_alter_table('households', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_households_ledger_id'))
         batch_op.drop_index(batch_op.f('ix_households_community_id'))
