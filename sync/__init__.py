@@ -2,5 +2,5 @@
 
 It never commits: the caller owns the transaction.
 """
-from . import changes as _changes  # noqa: F401  (registers the commit-time numbering of changes)
 from . import attachments as _attachments  # noqa: F401,E402  (keeps attachment references in step)
+from . import changes as _changes  # noqa: F401  (registers the commit-time numbering of changes)

@@ -19,6 +19,7 @@ from .merge import UNKNOWN, FieldConflict, FieldOutcome, merge_field
 from .models import Area, ChangeLog, Conflict, Household, Pairing, Request, utcnow
 from .policy import Actor, Scope
 from .settings import SyncSettings
+from .txcache import tx_cache
 
 
 @dataclass
@@ -79,7 +80,9 @@ def apply_change(
 
 def _create(session, actor, spec, change, settings, now) -> Outcome:
     model = spec.model
-    if session.get(model, change.record_id) is not None:
+    cache = tx_cache(session)
+    free = cache.id_is_free(spec.name, change.record_id)
+    if free is False or (free is None and session.get(model, change.record_id) is not None):
         raise IdTakenError()
     scope = Scope(actor)
     data = dict(change.data)
@@ -92,7 +95,7 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
         record.household_id = req.household_id
         record.community_id = req.community_id
     else:
-        household = scope.require(session, Household, data["household_id"])
+        household = household_in_scope(session, scope, data["household_id"])
         record.community_id = household.community_id
     for name, value in data.items():
         setattr(record, name, value)
@@ -105,7 +108,9 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
     if spec.name == "request_event":
         request_rules.accept_event(session, actor, record, change.recorded_at, settings, now)
     session.add(record)
-    session.flush()
+    cache.take(spec.name, record.id)
+    if spec.name != "visit" and spec.name != "resident" and spec.name != "assistance_log":
+        session.flush()  # the request loop and pairings query what was just made
     fields = {name: [None, getattr(record, name)] for name in data}
     if spec.name == "request":
         fields["status"] = [None, record.status]
@@ -120,6 +125,16 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
     if spec.name == "visit":
         request_rules.after_visit(session, actor, record, now)
     return Outcome("applied", record.version, record)
+
+
+def household_in_scope(session: Session, scope: Scope, household_id: str) -> Household:
+    """``scope.require`` for households, remembered for the rest of the transaction."""
+    cache = tx_cache(session).in_scope
+    key = (scope.actor.user_id, household_id)
+    household = cache.get(key)
+    if household is None:
+        household = cache[key] = scope.require(session, Household, household_id)
+    return household
 
 
 def _area_for_new_household(session: Session, scope: Scope, area_id: str | None) -> Area:
@@ -321,6 +336,9 @@ def set_pairing(session: Session, actor: Actor, household: Household, member_id:
     that belongs to it, and the new member's brings its full current state.
     """
     now = now or utcnow()
+    cache = tx_cache(session).in_scope
+    for key in [k for k in cache if k[1] == household.id]:  # scope decisions about it no longer hold
+        del cache[key]
     pairing = session.get(Pairing, household.id)
     former = pairing.member_id if pairing else None
     if former == member_id:

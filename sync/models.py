@@ -11,8 +11,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    event,
-    select,
     BigInteger,
     Boolean,
     Date,
@@ -25,6 +23,8 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    event,
+    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session

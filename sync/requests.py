@@ -255,13 +255,18 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], dedupe_key: st
 def after_visit(session: Session, actor: Actor, visit, now: dt.datetime) -> None:
     """A visit closes the household's due-visit tasks and moves its last-visited date."""
     from .apply import write_fields
+    from .txcache import tx_cache
 
     household = session.get(Household, visit.household_id)
     if household.last_visited_at is None or visit.visited_at > household.last_visited_at:
         household.last_visited_at = visit.visited_at
+    closed = tx_cache(session).due_tasks_closed
+    if household.id in closed:  # a batch of visits to one household closes its tasks once
+        return
     for task in session.scalars(select(Task).where(
             Task.household_id == visit.household_id, Task.kind == "due_visit", Task.status == "open")):
         write_fields(session, actor, "task", task, {"status": "done", "done_at": now}, now)
+    closed.add(household.id)
 
 
 def after_pairing(session: Session, actor: Actor, household: Household, member_id: str | None,

@@ -374,3 +374,34 @@ def test_immutable_household_link_cannot_change(world):
     tablet.push([op("resident", rid, data={"household_id": household["id"], "name": "甲"})])
     result = tablet.push([op("resident", rid, "update", {"household_id": other["id"]}, base_version=1)])
     assert result["results"][0]["error"]["code"] == "validation_failed"
+
+
+def test_the_same_id_created_twice_in_one_batch_is_id_taken_not_a_crash(setup):
+    _, household, tablet = setup
+    vid = uid()
+    answer = tablet.push([op("visit", vid, data=visit_data(household["id"])),
+                          op("visit", vid, data=visit_data(household["id"], summary="又一次")),
+                          op("visit", uid(), data=visit_data(household["id"]))])
+    assert [r["status"] for r in answer["results"]] == ["applied", "rejected", "applied"]
+    assert answer["results"][1]["error"]["code"] == "id_taken"
+    assert count(Visit) == 2
+
+
+def test_a_big_batch_of_creates_with_rejections_mixed_in_leaves_only_the_good_ones(world):
+    household = world.household(member="m1")
+    other = world.household(address="别人家", member="m2")
+    tablet = world.tablet("m1")
+    ops, good = [], 0
+    for n in range(300):
+        if n % 7 == 3:
+            ops.append(op("visit", uid(), data=visit_data(other["id"])))  # out of scope
+        elif n % 11 == 5:
+            ops.append(op("visit", uid(), data={"household_id": household["id"]}))  # invalid
+        else:
+            ops.append(op("visit", uid(), data=visit_data(household["id"])))
+            good += 1
+    answer = tablet.push(ops)
+    assert sum(r["status"] == "applied" for r in answer["results"]) == good
+    assert count(Visit) == good
+    assert count(ChangeLog, ChangeLog.entity == "visit") == good
+    assert count(QuarantinedOp) == 300 - good
