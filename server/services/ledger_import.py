@@ -28,6 +28,7 @@ from sync.changes import PENDING_KEY
 from sync.errors import NotFoundError, OpRejected
 from sync.models import Area, Household, Resident, new_id, utcnow
 from sync.policy import Actor, Scope
+from sync.txcache import tx_cache
 
 from .common import sync_settings
 
@@ -290,16 +291,21 @@ class LedgerImporter:
                 self.report.skipped_blank += 1
             else:
                 values = {f: cells[i] if i < len(cells) else None for i, f in columns.items()}
-                savepoint = self.session.begin_nested()
+                self.savepoint = None
                 queued = len(self.session.info.get(PENDING_KEY, []))
+                self.row_queued = queued
                 counts = {name: getattr(self.report, name) for name in COUNTERS}
                 self.row_keys: list[tuple[Any, str]] = []
                 try:
                     self._row(number, values)
-                    savepoint.commit()
+                    if self.savepoint is not None:
+                        self.savepoint.commit()
                 except _RowRejected as exc:
                     # the whole row goes, household line included: counts and keys return to before it
-                    savepoint.rollback()
+                    if self.savepoint is not None:
+                        self.savepoint.rollback()
+                    elif len(self.session.info.get(PENDING_KEY, [])) != queued:
+                        raise RuntimeError(f"row {number} was rejected after writing without a savepoint") from None
                     del self.session.info.setdefault(PENDING_KEY, [])[queued:]
                     for name in COUNTERS:
                         setattr(self.report, name, counts[name])
@@ -334,14 +340,16 @@ class LedgerImporter:
             "tags": _tags(values.get("tags")), "notes": _text(values.get("notes")),
         }
         starts_household = bool(household_values["address"] or household_values["ledger_id"])
+        resident = {"name": _text(values.get("name")), "gender": _gender(values.get("gender")),
+                    "birth_year": _birth_year(values.get("birth_year")), "relation": _text(values.get("relation"))}
+        if resident["name"]:  # checked before the household line is written, so a bad row writes nothing
+            self._validate(number, ResidentData, {k: v for k, v in resident.items() if v is not None}, partial=True)
         if starts_household:
             self.current_rejected = False
             self.current = self._household(number, household_values)
         elif self.current is None or self.current_rejected:
             raise _RowRejected([RowError(number, "地址", "该行没有地址，且前面没有可归属的户" if self.current is None
                                          else "所属户有错误，本行一并跳过")])
-        resident = {"name": _text(values.get("name")), "gender": _gender(values.get("gender")),
-                    "birth_year": _birth_year(values.get("birth_year")), "relation": _text(values.get("relation"))}
         if resident["name"]:
             if not starts_household or household_values["tags"]:
                 resident["tags"] = household_values["tags"] if not starts_household else []
@@ -435,6 +443,17 @@ class LedgerImporter:
             ]) from None
 
     def _apply(self, number: int, change: Change) -> None:
+        made_here = change.action == "create" and (change.entity == "household" or self.current in self.created)
+        if made_here:
+            # a record new to this run: its id is free and its household in scope, without asking again
+            cache = tx_cache(self.session)
+            cache.free_ids.setdefault(change.entity, set()).add(change.record_id)
+            if change.entity == "resident":
+                household = self.session.get(Household, self.current)
+                cache.in_scope[(self.actor.user_id, household.id)] = household
+        elif self.savepoint is None and len(self.session.info.get(PENDING_KEY, [])) == self.row_queued:
+            # a change to what was already there can still be refused: write this row under a savepoint
+            self.savepoint = self.session.begin_nested()
         try:
             apply_change(self.session, self.actor, change, self.settings)
         except OpRejected as exc:
