@@ -84,7 +84,10 @@ def live_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("e2e")
     database = _own_database(os.environ.get("DATABASE_URL")) or f"sqlite:///{folder / 'e2e.db'}"
     env = {**os.environ, "DATABASE_URL": database, "INSTANCE_PATH": str(folder), "FLASK_APP": "wsgi",
-           "SECRET_KEY": "e2e-secret-key-0123456789abcdef", "LOG_LEVEL": "WARNING"}
+           "SECRET_KEY": "e2e-secret-key-0123456789abcdef", "LOG_LEVEL": "WARNING",
+           # every e2e test enrolls its tablets from 127.0.0.1 on this one session-long server
+           "RATE_LIMIT_LOGIN_ADDRESS": "100000/60", "RATE_LIMIT_ENROLL_ADDRESS": "100000/60",
+           "RATE_LIMIT_LOGIN_USER": "100000/60"}
     subprocess.run([sys.executable, "-c", RESET_SCHEMA], cwd=ROOT, env=env, check=True)
     subprocess.run([sys.executable, "-m", "flask", "create-user", "admin", "--role", "admin",
                     "--password", ADMIN_PASSWORD], cwd=ROOT, env=env, check=True, capture_output=True)
