@@ -12,6 +12,7 @@ from marshmallow import fields, validate
 
 from .base import MAX_LIST, BaseSchema, Bool, DateTimeTZ, Int, Str, StrList, Text, UUIDStr
 
+
 def PHONE(value):
     """A mobile or landline number: digits with optional +, spaces, dashes, brackets; 7 to 20 digits."""
     if value is None:

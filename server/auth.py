@@ -9,7 +9,7 @@ from flask import current_app, g, request
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from sync.errors import UnauthenticatedError, DeviceRevokedError
+from sync.errors import DeviceRevokedError, UnauthenticatedError
 from sync.models import ApiToken, Area, Device, Integration, User, utcnow
 from sync.policy import INTEGRATION, Actor, Scope, actor_for
 

@@ -93,7 +93,7 @@ def _secret_key(path: Path) -> str:
             import time
 
             time.sleep(0.02)
-        raise RuntimeError(f"{path} is empty")
+        raise RuntimeError(f"{path} is empty") from None
     key = secrets.token_hex(32)
     with os.fdopen(fd, "w") as f:
         f.write(key)

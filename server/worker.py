@@ -30,8 +30,8 @@ from . import logging as request_log
 from .extensions import db
 from .gateways import Gateway, GatewayError, KindRouter, OutgoingMessage, WebhookGateway, gateway_from_config
 from .services import webhooks
-from .services.common import sync_settings
 from .services.attachments import purge_orphans
+from .services.common import sync_settings
 from .services.sweeps import sweep_due_visits
 from .storage import current_storage
 

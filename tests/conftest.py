@@ -13,7 +13,6 @@ from server import create_app
 from server.extensions import db
 from sync.models import Base
 
-
 # Figures a test wants in the run's output (examples tried, cells checked, faults injected), printed in
 # the terminal summary whatever the capture mode: ``figures("authorization matrix: 696 cells")``.
 FIGURES: list[str] = []

@@ -13,7 +13,6 @@ from schemas.base import ErrorSchema
 
 from .. import errors
 
-
 LONE_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 

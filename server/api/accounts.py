@@ -9,8 +9,8 @@ from schemas import accounts as s
 from schemas import fleet as fleet_schemas
 from schemas.base import PageArgsQuery
 
-from ..auth import coordinator_scope, coordinators_only, public
 from .. import ratelimit
+from ..auth import coordinator_scope, coordinators_only, public
 from ..extensions import db
 from ..services import accounts, fleet
 from ..uow import write

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 
-from .i18n import TIMEZONE, lazy_gettext as _l
+from .i18n import TIMEZONE
+from .i18n import lazy_gettext as _l
 
 HEADERS = {
     "id": _l("Record ID"), "visited_at": _l("Visited at"), "occurred_at": _l("Occurred at"),

@@ -9,9 +9,9 @@ from marshmallow import fields, validate
 from werkzeug.datastructures import MultiDict
 
 from schemas.base import BaseSchema, Str, Text, UUIDStr
-from ..services.exports import KINDS
 from sync.errors import ValidationFailedError
 
+from ..services.exports import KINDS
 from .i18n import TIMEZONE
 
 IGNORED = ("csrf_token", "back", "next")  # the console's own fields, not the schema's

@@ -307,7 +307,6 @@ def test_pairing_moves_a_household_between_members_scopes(world):
     first, second = world.tablet("m1"), world.tablet("m2")
     household = world.household()
     resident_id = str(uuid.uuid4())
-    world.admin  # the household and a resident, paired with m1
     response = _pair(world, household, "m1")
     assert response.status_code == 200 and response.get_json()["member_id"] == world.users["m1"]["id"]
     first.push([op("resident", resident_id, data={"household_id": household["id"], "name": "王秀英"})])

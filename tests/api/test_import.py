@@ -1,8 +1,8 @@
 """Importing household ledgers (台账): xlsx with a two-row merged header, GBK CSV, bad rows, re-import."""
 import csv
-import re
 import io
 import json
+import re
 
 import pytest
 from openpyxl import Workbook

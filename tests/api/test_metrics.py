@@ -117,7 +117,7 @@ def test_a_push_that_rolls_back_is_not_counted(world, metrics, monkeypatch):
     original = push_engine.push
 
     def push_then_fail(*args, **kwargs):
-        answer = original(*args, **kwargs)
+        original(*args, **kwargs)
         db.session.flush()
         raise RuntimeError("the database went away before commit")
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 from flask import current_app, render_template
 
 from ...extensions import db
-from ...services import points, sweeps, stats
+from ...services import points, stats, sweeps
 from ...services import requests as request_service
 from ...services.common import sync_settings
 from .. import bp
 from ..charts import bars
 from ..forms import STATUSES
-from ..i18n import gettext as _, label
+from ..i18n import gettext as _
+from ..i18n import label
 from .common import areas, scope
 
 RECENT_DAYS = 30
