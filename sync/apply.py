@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import requests as request_rules
+from .attachments import attachment_ref_rows
 from .changes import json_value, pending_history, record_change
 from .entities import SPECS, EntitySpec
 from .errors import ForbiddenError, IdTakenError, NotFoundError, OpRejected, StaleDeleteError
 from .merge import UNKNOWN, FieldConflict, FieldOutcome, merge_field
-from .models import Area, ChangeLog, Conflict, Household, Pairing, Request, utcnow
+from .models import Area, AttachmentRef, ChangeLog, Conflict, Household, Pairing, Request, utcnow
 from .policy import Actor, Scope
+from .rows import queue_row
 from .settings import SyncSettings
 from .txcache import tx_cache
 
@@ -40,6 +43,7 @@ class Outcome:
     status: str
     version: int | None
     record: Any = None
+    """The ORM object, or None for a leaf record, which is created as a row (``LEAVES``)."""
     conflicts: list[FieldConflict] = field(default_factory=list)
 
 
@@ -86,6 +90,9 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
         raise IdTakenError()
     scope = Scope(actor)
     data = dict(change.data)
+    if spec.name in LEAVES:
+        household = household_in_scope(session, scope, data["household_id"])
+        return _create_leaf(session, actor, spec, change, household, now)
     record = model(id=change.record_id)
     if spec.name == "household":
         area = _area_for_new_household(session, scope, data.get("area_id"))
@@ -109,8 +116,7 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
         request_rules.accept_event(session, actor, record, change.recorded_at, settings, now)
     session.add(record)
     cache.take(spec.name, record.id)
-    if spec.name != "visit" and spec.name != "resident" and spec.name != "assistance_log":
-        session.flush()  # the request loop and pairings query what was just made
+    session.flush()  # the request loop and pairings query what was just made
     fields = {name: [None, getattr(record, name)] for name in data}
     if spec.name == "request":
         fields["status"] = [None, record.status]
@@ -122,9 +128,27 @@ def _create(session, actor, spec, change, settings, now) -> Outcome:
         request_rules.after_new_request(session, record, now)
     if spec.name == "request_event":
         request_rules.after_event(session, actor, record, settings, now)
-    if spec.name == "visit":
-        request_rules.after_visit(session, actor, record, now)
     return Outcome("applied", record.version, record)
+
+
+LEAVES = frozenset({"visit", "resident", "assistance_log"})
+"""Records nothing else in a transaction refers to: created as plain rows (``sync.rows`` says why)."""
+
+
+def _create_leaf(session, actor, spec, change, household, now) -> Outcome:
+    row = {**change.data, "id": change.record_id, "community_id": household.community_id, "version": 1,
+           "created_at": now, "updated_at": now, "author_id": actor.user_id, "origin_device_id": actor.device_id}
+    queue_row(session, spec.model.__table__, row)
+    tx_cache(session).take(spec.name, change.record_id)
+    if "attachments" in spec.model.__table__.c:
+        for ref in attachment_ref_rows(spec.name, row):
+            queue_row(session, AttachmentRef.__table__, ref)
+    created = SimpleNamespace(**row)
+    fields = {name: [None, value] for name, value in change.data.items()}
+    _log(session, spec, created, "create", fields, actor, change.recorded_at)
+    if spec.name == "visit":
+        request_rules.after_visit(session, actor, created, household, now)
+    return Outcome("applied", 1, None)
 
 
 def household_in_scope(session: Session, scope: Scope, household_id: str) -> Household:

@@ -20,7 +20,6 @@ import datetime as dt
 from sqlalchemy import delete, event, insert, inspect, select
 from sqlalchemy.orm import Session
 
-from .apply import log_record
 from .models import AssistanceLog, AttachmentRef, HasAttachments, Visit, utcnow
 from .policy import Actor
 
@@ -35,28 +34,46 @@ def _refs_changed(record) -> bool:
     return state.attrs.attachments.history.has_changes() or state.attrs.deleted_at.history.has_changes()
 
 
-def sync_refs(session: Session, record: HasAttachments) -> None:
-    """Rewrite ``record``'s reference rows from its current ``attachments`` (none once deleted)."""
-    entity = ENTITY_OF[type(record)]
-    session.execute(delete(AttachmentRef).where(AttachmentRef.entity == entity, AttachmentRef.record_id == record.id)
-                    .execution_options(synchronize_session=False))
-    if record.deleted_at is not None:
-        return
+def attachment_ref_rows(entity: str, record: dict) -> list[dict]:
+    """The reference rows of a live record (given as its column values), one per distinct file."""
+    if record.get("deleted_at") is not None:
+        return []
     mimes: dict[str, str | None] = {}
-    for ref in record.attachments or ():
+    for ref in record.get("attachments") or ():
         if isinstance(ref, dict) and ref.get("sha256"):
             mimes.setdefault(ref["sha256"], ref.get("mime"))
-    if mimes:
-        session.execute(insert(AttachmentRef), [
-            {"sha256": sha, "entity": entity, "record_id": record.id, "household_id": record.household_id,
-             "community_id": record.community_id, "mime": mime} for sha, mime in mimes.items()])
+    return [{"sha256": sha, "entity": entity, "record_id": record["id"], "household_id": record["household_id"],
+             "community_id": record["community_id"], "mime": mime} for sha, mime in mimes.items()]
+
+
+def sync_refs(session: Session, records: list[HasAttachments]) -> None:
+    """Rewrite the reference rows of ``records`` from their current ``attachments`` (none once deleted).
+
+    A flush of a 500-op push carries hundreds of new visits: their rows are written in one statement, and
+    only records that existed before have old rows to delete (one statement per entity).
+    """
+    stale: dict[str, list[str]] = {}
+    rows: list[dict] = []
+    for record in records:
+        entity = ENTITY_OF[type(record)]
+        if inspect(record).has_identity:
+            stale.setdefault(entity, []).append(record.id)
+        rows += attachment_ref_rows(entity, {"id": record.id, "household_id": record.household_id,
+                                             "community_id": record.community_id, "deleted_at": record.deleted_at,
+                                             "attachments": record.attachments})
+    for entity, ids in stale.items():
+        session.execute(delete(AttachmentRef).where(AttachmentRef.entity == entity, AttachmentRef.record_id.in_(ids))
+                        .execution_options(synchronize_session=False))
+    if rows:
+        session.execute(insert(AttachmentRef), rows)
 
 
 @event.listens_for(Session, "before_flush")
 def _keep_refs_in_step(session: Session, _flush_context, _instances) -> None:
-    for record in list(session.new) + list(session.dirty):
-        if type(record) in ENTITY_OF and _refs_changed(record):
-            sync_refs(session, record)
+    changed = [record for record in (*session.new, *session.dirty)
+               if type(record) in ENTITY_OF and _refs_changed(record)]
+    if changed:
+        sync_refs(session, changed)
 
 
 def announce_arrival(session: Session, actor: Actor, sha256: str, now: dt.datetime | None = None) -> int:
@@ -65,6 +82,8 @@ def announce_arrival(session: Session, actor: Actor, sha256: str, now: dt.dateti
     The record's ``missing_attachments`` changed without any field changing, so without this tablets
     would keep their copy listing the file as missing. Returns how many records were announced.
     """
+    from .apply import log_record  # apply builds reference rows with this module's rules
+
     now = now or utcnow()
     refs = session.execute(select(AttachmentRef.entity, AttachmentRef.record_id)
                            .where(AttachmentRef.sha256 == sha256)

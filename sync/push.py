@@ -12,14 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .apply import Change, apply_change
 from .changes import json_value, pending_changes
 from .entities import SPECS
 from .errors import ConflictError, OpRejected, SchemaUnsupportedError
-from .models import Device, Household, OpLog, QuarantinedOp, SyncBatch, utcnow
+from .models import Device, Household, OpLog, QuarantinedOp, SyncBatch, Task, utcnow
 from .policy import Actor, Scope
 from .settings import SyncSettings
 from .txcache import tx_cache
@@ -116,7 +116,7 @@ def push(session: Session, actor: Actor, device: Device, batch: Batch, settings:
     for op in batch.ops:
         results.append(_push_one(session, actor, device, batch, op, offset, known, settings, now, op_log_rows))
     if op_log_rows:
-        session.execute(insert(OpLog), op_log_rows)  # one statement for the batch's op log
+        session.connection().execute(OpLog.__table__.insert(), op_log_rows)  # one statement for the batch's op log
     record.results = results
     return {"batch_id": batch.batch_id, "server_time": now, "results": results}
 
@@ -166,8 +166,8 @@ class _Logged:
 
 
 def _prefetch(session: Session, actor: Actor, batch: Batch) -> None:
-    """Learn in two queries per entity what 500 ops would otherwise ask one by one: which ids of the
-    creates are free, and which of the households they name are in the pusher's scope."""
+    """Learn in a query each what 500 ops would otherwise ask one by one: which ids of the creates are
+    free, which of the households they name are in the pusher's scope, and which have due-visit tasks."""
     cache = tx_cache(session)
     creates: dict[str, set[str]] = {}
     households: set[str] = set()
@@ -181,6 +181,14 @@ def _prefetch(session: Session, actor: Actor, batch: Batch) -> None:
         taken = set(session.scalars(select(model.id).where(model.id.in_(ids))))
         cache.free_ids.setdefault(entity, set()).update(ids - taken)
         cache.taken_ids.setdefault(entity, set()).update(taken)
+    visited = {op.data["household_id"] for op in batch.ops if op.error is None and op.entity == "visit"
+               and op.action == "create" and isinstance(op.data.get("household_id"), str)}
+    if visited:
+        # Households without an open due-visit task have nothing for their visits to close (a push never
+        # opens one), so after_visit need not ask for each of them.
+        with_open_tasks = set(session.scalars(select(Task.household_id).where(
+            Task.household_id.in_(visited), Task.kind == "due_visit", Task.status == "open")))
+        cache.due_tasks_closed.update(visited - with_open_tasks)
     if households:
         scope = Scope(actor)
         for household in session.scalars(select(Household).where(

@@ -252,12 +252,11 @@ def enqueue(session: Session, kind: str, payload: dict[str, Any], dedupe_key: st
                               next_attempt_at=utcnow()))
 
 
-def after_visit(session: Session, actor: Actor, visit, now: dt.datetime) -> None:
-    """A visit closes the household's due-visit tasks and moves its last-visited date."""
+def after_visit(session: Session, actor: Actor, visit, household: Household, now: dt.datetime) -> None:
+    """A visit closes ``household``'s due-visit tasks and moves its last-visited date."""
     from .apply import write_fields
     from .txcache import tx_cache
 
-    household = session.get(Household, visit.household_id)
     if household.last_visited_at is None or visit.visited_at > household.last_visited_at:
         household.last_visited_at = visit.visited_at
     closed = tx_cache(session).due_tasks_closed

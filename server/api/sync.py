@@ -1,6 +1,7 @@
 """Push and pull, for tablets."""
 from __future__ import annotations
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -31,7 +32,7 @@ class Push(MethodView):
     def post(self, envelope):
         """Push a batch of ops recorded offline: applied exactly once, in order, all or nothing."""
         scope, device = device_scope()
-        return sync_service.push(db.session, scope, device, envelope)
+        return sync_service.push(db.session, scope, device, envelope, request.get_data(cache=True))
 
 
 @blp.route("/pull")

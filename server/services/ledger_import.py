@@ -28,6 +28,7 @@ from sync.changes import PENDING_KEY
 from sync.errors import NotFoundError, OpRejected
 from sync.models import Area, Household, Resident, new_id, utcnow
 from sync.policy import Actor, Scope
+from sync.rows import flush_rows
 from sync.txcache import tx_cache
 
 from .common import sync_settings
@@ -453,6 +454,7 @@ class LedgerImporter:
                 cache.in_scope[(self.actor.user_id, household.id)] = household
         elif self.savepoint is None and len(self.session.info.get(PENDING_KEY, [])) == self.row_queued:
             # a change to what was already there can still be refused: write this row under a savepoint
+            flush_rows(self.session)  # earlier rows' new residents go in before the savepoint (sync.rows)
             self.savepoint = self.session.begin_nested()
         try:
             apply_change(self.session, self.actor, change, self.settings)

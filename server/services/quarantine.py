@@ -11,6 +11,7 @@ from sync.changes import json_value, pending_changes
 from sync.errors import ConflictError, NotFoundError, OpRejected
 from sync.models import QuarantinedOp, User, utcnow
 from sync.policy import Scope, actor_for
+from sync.rows import flush_rows
 
 from .common import paginate, sync_settings
 from .sync_service import _prepare_op, _sanitize
@@ -59,6 +60,7 @@ def retry(session: Session, scope: Scope, entry_id: str, data: dict | None) -> d
         offset = dt.timedelta(seconds=entry.client_offset_seconds or 0)
         change = Change(op.entity, op.record_id, op.action, op.data, op.base_version, op.recorded_at + offset)
         queued = len(pending_changes(session))
+        flush_rows(session)  # a savepoint starts with nothing queued (sync.rows)
         savepoint = session.begin_nested()
         try:
             outcome = apply_change(session, actor, change, sync_settings(), now)

@@ -10,10 +10,11 @@ from sync import cursor as cursors
 from sync.apply import Change, apply_change, set_pairing
 from sync.changes import pending_changes, record_change
 from sync.errors import CursorExpiredError, InvalidCursorError, OpRejected
-from sync.models import Area, ChangeLog, Device, Household, User, new_id, utcnow
+from sync.models import Area, AttachmentRef, ChangeLog, Device, Household, User, Visit, new_id, utcnow
 from sync.policy import Actor
 from sync.pull import pull
 from sync.push import Batch, Op, push
+from sync.rows import flush_rows, queued_rows
 from sync.settings import SyncSettings
 
 KEY = b"k" * 32
@@ -204,3 +205,84 @@ def test_a_record_changed_between_two_log_reads_of_one_page_arrives_in_its_newer
     monkeypatch.setattr(pull_module, "_log_rows", change_between_reads)
     page = pull(session, actor, device, first.cursor, 100, KEY, SETTINGS, now=utcnow())
     assert [(c.entity, c.version, c.record.notes) for c in page.changes] == [("household", 3, "三")]
+
+
+# --- new leaf records go in as queued rows (sync.rows) ---------------------------------------------
+
+
+def _visit_op(household_id, vid, action="create", base_version=None, **data):
+    fields = {"household_id": household_id, "visited_at": NOW, "kind": "routine", **data}
+    if action == "update":
+        fields = data
+    return Op(new_id(), "visit", vid, action, base_version, NOW, fields, {"id": vid})
+
+
+def test_a_visit_created_as_a_row_is_seen_by_the_later_ops_of_its_batch(engine_world):
+    w = engine_world
+    session = w["session"]
+    household = _household(w)
+    actor, device = w["actors"][0], w["devices"][0]
+    vid, other = new_id(), new_id()
+    sha = "a" * 64
+    ops = [_visit_op(household.id, vid, summary="first"),
+           _visit_op(household.id, vid, "update", 1, summary="second"),
+           _visit_op(household.id, vid),  # the same id again: taken by the first op
+           _visit_op(household.id, other, attachments=[{"sha256": sha, "mime": "image/jpeg", "name": "a.jpg"}])]
+    answer = push(session, actor, device, Batch(new_id(), NOW, ops), SETTINGS, now=NOW)
+    session.commit()
+    assert [(r["status"], r["version"]) for r in answer["results"]] == [
+        ("applied", 1), ("applied", 2), ("rejected", None), ("applied", 1)]
+    assert answer["results"][2]["error"]["code"] == "id_taken"
+    visit = session.get(Visit, vid)
+    assert (visit.summary, visit.version, visit.review_state, visit.attachments) == ("second", 2, "pending", [])
+    refs = session.execute(select(AttachmentRef.record_id, AttachmentRef.household_id, AttachmentRef.mime)
+                           .where(AttachmentRef.sha256 == sha)).all()
+    assert refs == [(other, household.id, "image/jpeg")]
+    logged = session.scalars(select(ChangeLog.version).where(ChangeLog.record_id == vid)
+                             .order_by(ChangeLog.seq)).all()
+    assert logged == [1, 2]
+    assert session.get(Household, household.id).last_visited_at == NOW
+
+
+def test_queued_rows_go_with_a_rollback(engine_world):
+    w = engine_world
+    session = w["session"]
+    household = _household(w)
+    vid = new_id()
+    push(session, w["actors"][0], w["devices"][0], Batch(new_id(), NOW, [_visit_op(household.id, vid)]),
+         SETTINGS, now=NOW)
+    assert queued_rows(session)
+    session.rollback()
+    assert not queued_rows(session)
+    session.commit()
+    assert session.get(Visit, vid) is None
+
+
+def test_a_savepoint_cannot_begin_over_queued_rows(engine_world):
+    w = engine_world
+    session = w["session"]
+    household = _household(w)
+    push(session, w["actors"][0], w["devices"][0], Batch(new_id(), NOW, [_visit_op(household.id, new_id())]),
+         SETTINGS, now=NOW)
+    with pytest.raises(RuntimeError, match="flush_rows"):
+        session.begin_nested()
+    session.rollback()
+
+
+def test_rows_queued_under_a_savepoint_go_with_it_and_those_before_stay(engine_world):
+    w = engine_world
+    session = w["session"]
+    household = _household(w)
+    actor, device = w["actors"][0], w["devices"][0]
+    kept, dropped = new_id(), new_id()
+    push(session, actor, device, Batch(new_id(), NOW, [_visit_op(household.id, kept)]), SETTINGS, now=NOW)
+    flush_rows(session)
+    savepoint = session.begin_nested()
+    apply_change(session, actor, Change("visit", dropped, "create",
+                 {"household_id": household.id, "visited_at": NOW, "kind": "routine"}, None, NOW), SETTINGS)
+    assert queued_rows(session)
+    savepoint.rollback()
+    assert not queued_rows(session)
+    del pending_changes(session)[1:]  # what the savepoint's caller does for the op it gave up
+    session.commit()
+    assert session.get(Visit, kept) is not None and session.get(Visit, dropped) is None
