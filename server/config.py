@@ -6,6 +6,8 @@ import re
 import secrets
 from pathlib import Path
 
+from sync import jsoncodec
+
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
 # name: (default, meaning). The README's settings table is checked against this mapping.
@@ -57,6 +59,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "ATTACHMENT_S3_REGION": (None, "the bucket's region; credentials come from the usual AWS_* variables"),
     "PROXY_COUNT": ("0", "reverse proxies in front of the app (nginx: 1); their X-Forwarded-For/-Proto are trusted, "
                          "so rate limits and METRICS_ALLOW_CIDRS see the client's address"),
+    "SESSION_COOKIE_SECURE": ("false", "`true` marks the console's session cookie `Secure` (sent over HTTPS only): "
+                                       "set true behind HTTPS; false is for plain HTTP on 127.0.0.1 (`make run`)"),
     "METRICS_TOKEN": (None, "bearer token a scraper must send to `/metrics`; with neither this nor "
                             "METRICS_ALLOW_CIDRS set, `/metrics` answers 404"),
     "METRICS_ALLOW_CIDRS": (None, "networks that may scrape `/metrics`, comma-separated "
@@ -135,6 +139,16 @@ def _networks(name: str) -> tuple:
                      for part in (env(name) or "").split(",") if part.strip())
     except ValueError as exc:
         raise RuntimeError(f"{name}: {exc}") from None
+
+
+def _flag(name: str) -> bool:
+    """``true``/``false`` (or 1/0, yes/no, on/off); anything else stops the app, so a typo cannot turn it off."""
+    text = (env(name) or "").strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise RuntimeError(f"{name} must be true or false, not {text!r}")
 
 
 def _existing_dir(name: str) -> str | None:
@@ -216,6 +230,7 @@ def load(overrides: dict | None = None) -> dict:
         "ATTACHMENT_S3_ENDPOINT_URL": env("ATTACHMENT_S3_ENDPOINT_URL"),
         "ATTACHMENT_S3_REGION": env("ATTACHMENT_S3_REGION"),
         "PROXY_COUNT": _at_least("PROXY_COUNT", 0),
+        "SESSION_COOKIE_SECURE": _flag("SESSION_COOKIE_SECURE"),
         "METRICS_TOKEN": env("METRICS_TOKEN"),
         "METRICS_ALLOW_CIDRS": _networks("METRICS_ALLOW_CIDRS"),
         "PROMETHEUS_MULTIPROC_DIR": _existing_dir("PROMETHEUS_MULTIPROC_DIR"),
@@ -224,7 +239,8 @@ def load(overrides: dict | None = None) -> dict:
         "DEVICE_LOG_MAX_BYTES": _at_least("DEVICE_LOG_MAX_BYTES", 1024),
         "DEVICE_LOG_DAYS": _at_least("DEVICE_LOG_DAYS", 1),
         "DEVICE_LOG_KEEP_PER_DEVICE": _at_least("DEVICE_LOG_KEEP_PER_DEVICE", 1),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "json_serializer": jsoncodec.dumps,
+                                      "json_deserializer": jsoncodec.loads},
         "API_TITLE": "Lianhu",
         "API_VERSION": "v1",
         "OPENAPI_VERSION": "3.0.3",

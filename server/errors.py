@@ -1,13 +1,15 @@
 """The one error shape, and the one table from error codes to HTTP statuses.
 
-``{"error": {"code": "...", "message": "...", "details": {...}}}`` for every error, whatever raised it.
+``{"error": {"code": "...", "message": "...", "details": {...}}}`` for every error, whatever raised it. The one
+exception is a part of the site that people read in a browser (the console): it registers a page for its path
+prefix, and its errors, decided here like every other, are drawn as that page with the same status.
 """
 from __future__ import annotations
 
 import logging
 import uuid
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -50,10 +52,36 @@ HTTP_CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404:
               503: "unavailable"}
 
 
+PAGES_KEY = "lianhu.error_pages"
+
+
+def register_page(app: Flask, prefix: str, render) -> None:
+    """Errors under ``prefix`` (a path like ``/console``) are answered by ``render(code, message, details,
+    status)``, which returns a response, instead of the JSON shape."""
+    app.extensions.setdefault(PAGES_KEY, {})[prefix.rstrip("/")] = render
+
+
+def _page_for(path: str):
+    for prefix, render in current_app.extensions.get(PAGES_KEY, {}).items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return render
+    return None
+
+
 def error_response(code: str, message: str, details: dict | None = None, status: int | None = None,
                    headers: dict | None = None):
-    response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
-    response.status_code = status or STATUS_BY_CODE.get(code, 400)
+    """Every error answer: the JSON shape, or the page registered for the request's path."""
+    status = status or STATUS_BY_CODE.get(code, 400)
+    render = _page_for(request.path) if has_request_context() else None
+    response = None
+    if render is not None:
+        try:
+            response = render(code, message, details or {}, status)
+        except Exception:  # noqa: BLE001  a page that cannot be drawn must not turn an error into a crash
+            log.exception("error page for %s failed; answering JSON", request.path)
+    if response is None:
+        response = jsonify({"error": {"code": code, "message": message, "details": details or {}}})
+        response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -12,13 +12,15 @@ bp = Blueprint("console", __name__, url_prefix="/console", template_folder="temp
 
 
 def init_app(app: Flask) -> None:
-    from . import i18n, security, views  # noqa: F401  (views attach their routes to ``bp``)
+    from . import error_pages, i18n, security, views  # noqa: F401  (views attach their routes to ``bp``)
 
     # The session cookie carries the console's login: never readable by scripts, never sent cross-site.
-    # (Flask's defaults hold these keys already, so they are set, not defaulted.)
+    # (Flask's defaults hold these keys already, so they are set, not defaulted.) Whether it is sent over
+    # HTTPS only is the deployment's SESSION_COOKIE_SECURE setting (server/config.py).
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_PATH"] = "/console"
     i18n.init_app(app)
     security.init_app(app)
+    error_pages.init_app(app)  # errors under /console/ are pages, not the API's JSON
     app.register_blueprint(bp)

@@ -1,19 +1,11 @@
-"""What every console page shares: the caller's scope, the area list, and errors shown as pages."""
+"""What every console page shares: the caller's scope, the area and member lists, and the way back from a form."""
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
-
-from sync.errors import LianhuError
+from flask import redirect, request, url_for
 
 from ...auth import coordinator_scope
-from ...errors import STATUS_BY_CODE
 from ...extensions import db
 from ...services import accounts
-from .. import bp
-from ..i18n import gettext as _
-
-# Errors a person can fix by changing the form they sent: shown on the page they came from.
-FIXABLE = {"validation_failed", "conflict", "username_taken", "invalid_transition", "stale_delete", "code_used"}
 
 
 def scope():
@@ -35,27 +27,3 @@ def back(default_endpoint: str = "console.dashboard", **values):
     if target.startswith("/console/") and "//" not in target and "\\" not in target:
         return redirect(target, 303)
     return redirect(url_for(default_endpoint, **values), 303)
-
-
-def error_message(error: LianhuError) -> str:
-    messages = {
-        "not_found": _("Not found, or not in your area."),
-        "forbidden": _("You may not do this."),
-        "validation_failed": _("Some input is not valid."),
-        "username_taken": _("That username is taken."),
-        "invalid_credentials": _("Wrong username or password."),
-        "invalid_transition": _("This step is not allowed in the request's current state."),
-        "conflict": _("The record changed meanwhile; reload and try again."),
-        "code_used": _("The code was already used or has expired."),
-    }
-    return messages.get(error.code, error.message)
-
-
-@bp.errorhandler(LianhuError)
-def _console_error(error: LianhuError):
-    db.session.rollback()
-    status = STATUS_BY_CODE.get(error.code, 400)
-    if request.method == "POST" and error.code in FIXABLE:
-        flash({"text": error_message(error), "details": error.details}, "error")
-        return back()
-    return render_template("console/error.html", error=error, message=error_message(error), status=status), status
