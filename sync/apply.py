@@ -178,10 +178,12 @@ def _area_for_new_household(session: Session, scope: Scope, area_id: str | None)
 
 def _load_for_change(session, actor, spec, change):
     model = spec.model
-    stmt = select(model).where(model.id == change.record_id, Scope(actor).records(model))
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    record = session.scalar(stmt)
+    record = tx_cache(session).loaded.get((spec.name, change.record_id))
+    if record is None:
+        stmt = select(model).where(model.id == change.record_id, Scope(actor).records(model))
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        record = session.scalar(stmt)
     if record is None:
         raise NotFoundError("No such record.")
     if record.deleted_at is not None:
@@ -196,14 +198,18 @@ def _load_for_change(session, actor, spec, change):
 
 def _history_since(session, spec, record, base_version: int) -> list[ChangeLog] | None:
     """Changes after ``base_version``, oldest first, or None when history no longer reaches back."""
-    rows = list(
-        session.scalars(
-            select(ChangeLog)
-            .where(ChangeLog.entity == spec.name, ChangeLog.record_id == record.id,
-                   ChangeLog.version > base_version)
-            .order_by(ChangeLog.version)
+    known = tx_cache(session).history.get((spec.name, record.id))
+    if known is not None:
+        rows = [row for row in known if row.version is not None and row.version > base_version]
+    else:
+        rows = list(
+            session.scalars(
+                select(ChangeLog)
+                .where(ChangeLog.entity == spec.name, ChangeLog.record_id == record.id,
+                       ChangeLog.version > base_version)
+                .order_by(ChangeLog.version)
+            )
         )
-    )
     # Changes made earlier in this transaction (the same batch) are numbered and written only at commit.
     queued = [ChangeLog(**{k: v for k, v in row.items() if k != "seq"})
               for row in pending_history(session, spec.name, record.id)
@@ -360,9 +366,11 @@ def set_pairing(session: Session, actor: Actor, household: Household, member_id:
     that belongs to it, and the new member's brings its full current state.
     """
     now = now or utcnow()
-    cache = tx_cache(session).in_scope
-    for key in [k for k in cache if k[1] == household.id]:  # scope decisions about it no longer hold
-        del cache[key]
+    cache = tx_cache(session)
+    for key in [k for k in cache.in_scope if k[1] == household.id]:  # scope decisions about it no longer hold
+        del cache.in_scope[key]
+    for key in [k for k, record in cache.loaded.items() if household_of(session, SPECS[k[0]], record) == household.id]:
+        del cache.loaded[key]
     pairing = session.get(Pairing, household.id)
     former = pairing.member_id if pairing else None
     if former == member_id:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import select
@@ -34,6 +35,7 @@ class PulledChange:
     action: str
     version: int | None
     record: Any = None
+    """The record's columns as attributes (not an ORM object): see ``_records``."""
 
 
 @dataclass
@@ -175,9 +177,19 @@ def _fetch(session: Session, rows) -> dict[tuple[str, str], Any]:
     found = {}
     for entity, ids in wanted.items():
         model = SPECS[entity].model
-        for record in session.scalars(select(model).where(model.id.in_(ids))):
+        for record in _records(session, _select_columns(model).where(model.id.in_(ids))):
             found[(entity, record.id)] = record
     return found
+
+
+def _select_columns(model):
+    return select(*model.__table__.c)
+
+
+def _records(session: Session, stmt) -> list[SimpleNamespace]:
+    """Rows as plain objects with the model's attributes: a page answers them and never changes them, so
+    it needs none of what an ORM object costs to build (identity map, state, attribute events)."""
+    return [SimpleNamespace(**row._mapping) for row in session.execute(stmt)]
 
 
 def _send_record(page: _Page, entity: str, record) -> None:
@@ -196,7 +208,7 @@ def _send_pending(session: Session, scope: Scope, pending: cursors.Pending, page
     while pending.step < len(entities):
         entity = entities[pending.step]
         model = SPECS[entity].model
-        stmt = select(model).where(model.id > pending.after).order_by(model.id).limit(page.room)
+        stmt = _select_columns(model).where(model.id > pending.after).order_by(model.id).limit(page.room)
         if pending.mode == "full":
             stmt = stmt.where(scope.records(model), model.deleted_at.is_(None))
         else:
@@ -204,7 +216,7 @@ def _send_pending(session: Session, scope: Scope, pending: cursors.Pending, page
             stmt = stmt.where(column == pending.household_id)
             if pending.mode == "up":
                 stmt = stmt.where(model.deleted_at.is_(None))
-        batch = list(session.scalars(stmt))
+        batch = _records(session, stmt)
         for record in batch:
             if pending.mode == "ev":
                 page.add(entity, record.id, "evict", None)

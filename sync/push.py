@@ -19,7 +19,7 @@ from .apply import Change, apply_change
 from .changes import json_value, pending_changes
 from .entities import SPECS
 from .errors import ConflictError, OpRejected, SchemaUnsupportedError
-from .models import Device, Household, OpLog, QuarantinedOp, SyncBatch, Task, utcnow
+from .models import ChangeLog, Device, Household, OpLog, QuarantinedOp, SyncBatch, Task, utcnow
 from .policy import Actor, Scope
 from .settings import SyncSettings
 from .txcache import tx_cache
@@ -37,6 +37,8 @@ class Op:
     raw: Any
     """The op exactly as sent (for the content hash and the quarantine)."""
     error: OpRejected | None = None
+    content_hash: str | None = None
+    """Filled by ``op_content_hash`` the first time it is asked (the batch's hash and the op log both need it)."""
 
 
 @dataclass
@@ -55,6 +57,12 @@ def canonical_hash(value: Any) -> str:
 
 def op_content_hash(op: Op) -> str:
     """Entity, id, action, base_version, recorded_at and data: what makes a replay "the same op"."""
+    if op.content_hash is None:
+        op.content_hash = _content_hash(op)
+    return op.content_hash
+
+
+def _content_hash(op: Op) -> str:
     raw = op.raw if isinstance(op.raw, dict) else {"raw": op.raw}
     content = {k: raw.get(k) for k in ("entity", "id", "action", "base_version", "data")}
     content["recorded_at"] = json_value(op.recorded_at) if op.recorded_at else raw.get("recorded_at")
@@ -189,11 +197,42 @@ def _prefetch(session: Session, actor: Actor, batch: Batch) -> None:
         with_open_tasks = set(session.scalars(select(Task.household_id).where(
             Task.household_id.in_(visited), Task.kind == "due_visit", Task.status == "open")))
         cache.due_tasks_closed.update(visited - with_open_tasks)
+    _prefetch_changed(session, actor, batch, cache)
     if households:
         scope = Scope(actor)
         for household in session.scalars(select(Household).where(
                 Household.id.in_(households), scope.households(), Household.deleted_at.is_(None))):
             cache.in_scope[(actor.user_id, household.id)] = household
+
+
+def _prefetch_changed(session: Session, actor: Actor, batch: Batch, cache) -> None:
+    """The records the batch updates or deletes, in scope, in one query per entity (locked on PostgreSQL,
+    in id order so that two batches never wait on each other crosswise); and the change log of those
+    the device changed from an older version, which a merge reads."""
+    wanted: dict[str, set[str]] = {}
+    base: dict[tuple[str, str], int] = {}
+    for op in batch.ops:
+        if op.error is None and op.action in ("update", "delete") and op.entity in SPECS and SPECS[op.entity].actions:
+            wanted.setdefault(op.entity, set()).add(op.record_id)
+            if op.base_version is not None:
+                key = (op.entity, op.record_id)
+                base[key] = min(base.get(key, op.base_version), op.base_version)
+    scope = Scope(actor)
+    lock = session.get_bind().dialect.name == "postgresql"
+    stale: dict[str, set[str]] = {}
+    for entity, ids in wanted.items():
+        model = SPECS[entity].model
+        stmt = select(model).where(model.id.in_(ids), scope.records(model)).order_by(model.id)
+        for record in session.scalars(stmt.with_for_update() if lock else stmt):
+            cache.loaded[(entity, record.id)] = record
+            if base.get((entity, record.id), record.version) < record.version:
+                stale.setdefault(entity, set()).add(record.id)
+    for entity, ids in stale.items():
+        for row in session.scalars(select(ChangeLog).where(ChangeLog.entity == entity, ChangeLog.record_id.in_(ids))
+                                   .order_by(ChangeLog.record_id, ChangeLog.version)):
+            cache.history.setdefault((entity, row.record_id), []).append(row)
+        for record_id in ids:
+            cache.history.setdefault((entity, record_id), [])
 
 
 def _quarantine(session, actor, device, batch, op, error: OpRejected, offset, now) -> None:

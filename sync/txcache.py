@@ -3,7 +3,8 @@
 It lives in the session and is dropped when the transaction ends (commit or rollback), so it can never carry
 a fact from one transaction into another. Only facts that no other part of the same transaction can falsify
 are kept: ids known to be free (and those this transaction has since taken), households already checked to
-be in a person's scope, and households whose due-visit tasks this transaction already closed.
+be in a person's scope, households whose due-visit tasks this transaction already closed, and the records a
+push is about to change, read under lock with their history (nobody else can change them until commit).
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ class TxCache:
     taken_ids: dict[str, set[str]] = field(default_factory=dict)
     in_scope: dict[tuple[str, str], Any] = field(default_factory=dict)
     due_tasks_closed: set[str] = field(default_factory=set)
+    loaded: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """Records a batch will change, read (and locked) at once, in scope: (entity, id) → ORM object."""
+    history: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+    """Their change-log rows, for the stale ones among them: (entity, id) → rows in version order."""
 
     def id_is_free(self, entity: str, record_id: str) -> bool | None:
         """True or False when known in this transaction; None when the database must be asked."""
