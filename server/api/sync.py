@@ -11,6 +11,7 @@ from ..auth import device_scope
 from ..extensions import db
 from ..services import sync_service
 from ..uow import write
+from . import json_answer
 
 blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync", description="Tablet sync")
 BLUEPRINTS = (blp,)
@@ -32,7 +33,8 @@ class Push(MethodView):
     def post(self, envelope):
         """Push a batch of ops recorded offline: applied exactly once, in order, all or nothing."""
         scope, device = device_scope()
-        return sync_service.push(db.session, scope, device, envelope, request.get_data(cache=True))
+        answer = sync_service.push(db.session, scope, device, envelope, request.get_data(cache=True))
+        return json_answer(sync_service.wire_push_answer(answer))
 
 
 @blp.route("/pull")
@@ -45,4 +47,4 @@ class Pull(MethodView):
     def get(self, args):
         """The changes in the tablet's scope since its cursor; repeat while ``has_more``."""
         scope, device = device_scope()
-        return sync_service.pull(db.session, scope, device, args["cursor"], args["limit"])
+        return json_answer(sync_service.pull(db.session, scope, device, args["cursor"], args["limit"]))

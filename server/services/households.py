@@ -20,6 +20,16 @@ def with_pairing(session: Session, household: Household) -> Household:
     return household
 
 
+def attach_pairings(session: Session, households: list[Household]) -> None:
+    """``with_pairing`` for a page of households, in one query."""
+    if not households:
+        return
+    members = dict(session.execute(select(Pairing.household_id, Pairing.member_id)
+                                   .where(Pairing.household_id.in_({h.id for h in households}))).all())
+    for household in households:
+        household.member_id = members.get(household.id)
+
+
 def create(session: Session, scope: Scope, data: dict) -> Household:
     data = dict(data)
     record_id = data.pop("id", None) or new_id()

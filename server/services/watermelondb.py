@@ -108,7 +108,7 @@ def raw_record(session: Session, entity: str, record) -> dict[str, Any]:
     """A WatermelonDB raw record: the entity's wire record with times in ms and structures as JSON text."""
     columns = COLUMNS[entity]
     raw = {}
-    for name, value in sync_service.serialize_record(session, entity, record).items():
+    for name, value in sync_service.serialize_record(session, entity, record, paired=True).items():
         if value is not None and name in columns.times:
             value = _ms(getattr(record, name))
         elif value is not None and name in columns.json:
@@ -159,6 +159,9 @@ class _Changes:
     def answer(self, session: Session, as_created: bool) -> dict[str, dict[str, list]]:
         out = {table: {"created": [], "updated": [], "deleted": []} for table in TABLES}
         tables = {entity: table for table, entity in TABLES.items()}
+        sync_service.complete_records(session, [
+            pull_engine.PulledChange(entity, record_id, action, version, record)
+            for (entity, record_id), (action, version, record) in self.state.items() if action == "upsert"])
         for (entity, record_id), (action, _, record) in self.state.items():
             lists = out[tables[entity]]
             if action == "gone":
