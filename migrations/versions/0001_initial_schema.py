@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 10:55:21.322775
+Create Date: 2026-12-01 12:41:25.505403
 
 """
 from alembic import op
@@ -324,7 +324,7 @@ def upgrade():
     )
     with op.batch_alter_table('assistance_logs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_assistance_logs_community_id'), ['community_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_assistance_logs_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_assistance_logs_household_id_id', ['household_id', 'id'], unique=False)
 
     op.create_table('devices',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -436,7 +436,7 @@ def upgrade():
     with op.batch_alter_table('requests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_requests_category'), ['category'], unique=False)
         batch_op.create_index(batch_op.f('ix_requests_community_id'), ['community_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_requests_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_requests_household_id_id', ['household_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_requests_status'), ['status'], unique=False)
         batch_op.create_index('uq_requests_integration_external', ['integration_id', 'external_id'], unique=True)
 
@@ -462,7 +462,7 @@ def upgrade():
     )
     with op.batch_alter_table('residents', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_residents_community_id'), ['community_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_residents_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_residents_household_id_id', ['household_id', 'id'], unique=False)
 
     op.create_table('tasks',
     sa.Column('kind', sa.String(length=30), nullable=False),
@@ -486,7 +486,7 @@ def upgrade():
     )
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tasks_community_id'), ['community_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_tasks_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_tasks_household_id_id', ['household_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_tasks_member_id'), ['member_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_tasks_request_id'), ['request_id'], unique=False)
 
@@ -513,7 +513,7 @@ def upgrade():
     )
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_visits_community_id'), ['community_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_visits_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_visits_household_id_id', ['household_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_visits_visited_at'), ['visited_at'], unique=False)
 
     op.create_table('webhook_deliveries',
@@ -577,7 +577,7 @@ def upgrade():
     with op.batch_alter_table('request_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_request_events_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_request_events_effective_at'), ['effective_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_request_events_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_request_events_household_id_id', ['household_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_request_events_request_id'), ['request_id'], unique=False)
 
     op.create_table('reviews',
@@ -602,7 +602,7 @@ def upgrade():
     )
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reviews_community_id'), ['community_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_reviews_household_id'), ['household_id'], unique=False)
+        batch_op.create_index('ix_reviews_household_id_id', ['household_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_reviews_recipient_id'), ['recipient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_reviews_visit_id'), ['visit_id'], unique=False)
 
@@ -617,13 +617,13 @@ def downgrade():
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reviews_visit_id'))
         batch_op.drop_index(batch_op.f('ix_reviews_recipient_id'))
-        batch_op.drop_index(batch_op.f('ix_reviews_household_id'))
+        batch_op.drop_index('ix_reviews_household_id_id')
         batch_op.drop_index(batch_op.f('ix_reviews_community_id'))
 
     op.drop_table('reviews')
     with op.batch_alter_table('request_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_request_events_request_id'))
-        batch_op.drop_index(batch_op.f('ix_request_events_household_id'))
+        batch_op.drop_index('ix_request_events_household_id_id')
         batch_op.drop_index(batch_op.f('ix_request_events_effective_at'))
         batch_op.drop_index(batch_op.f('ix_request_events_community_id'))
 
@@ -643,26 +643,26 @@ def downgrade():
     op.drop_table('webhook_deliveries')
     with op.batch_alter_table('visits', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_visits_visited_at'))
-        batch_op.drop_index(batch_op.f('ix_visits_household_id'))
+        batch_op.drop_index('ix_visits_household_id_id')
         batch_op.drop_index(batch_op.f('ix_visits_community_id'))
 
     op.drop_table('visits')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tasks_request_id'))
         batch_op.drop_index(batch_op.f('ix_tasks_member_id'))
-        batch_op.drop_index(batch_op.f('ix_tasks_household_id'))
+        batch_op.drop_index('ix_tasks_household_id_id')
         batch_op.drop_index(batch_op.f('ix_tasks_community_id'))
 
     op.drop_table('tasks')
     with op.batch_alter_table('residents', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_residents_household_id'))
+        batch_op.drop_index('ix_residents_household_id_id')
         batch_op.drop_index(batch_op.f('ix_residents_community_id'))
 
     op.drop_table('residents')
     with op.batch_alter_table('requests', schema=None) as batch_op:
         batch_op.drop_index('uq_requests_integration_external')
         batch_op.drop_index(batch_op.f('ix_requests_status'))
-        batch_op.drop_index(batch_op.f('ix_requests_household_id'))
+        batch_op.drop_index('ix_requests_household_id_id')
         batch_op.drop_index(batch_op.f('ix_requests_community_id'))
         batch_op.drop_index(batch_op.f('ix_requests_category'))
 
@@ -688,7 +688,7 @@ def downgrade():
 
     op.drop_table('devices')
     with op.batch_alter_table('assistance_logs', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_assistance_logs_household_id'))
+        batch_op.drop_index('ix_assistance_logs_household_id_id')
         batch_op.drop_index(batch_op.f('ix_assistance_logs_community_id'))
 
     op.drop_table('assistance_logs')
