@@ -33,7 +33,8 @@ class Push(MethodView):
     def post(self, envelope):
         """Push a batch of ops recorded offline: applied exactly once, in order, all or nothing."""
         scope, device = device_scope()
-        answer = sync_service.push(db.session, scope, device, envelope, request.get_data(cache=True))
+        # the request's Session itself, not the scoped proxy: the engine reaches it thousands of times a batch
+        answer = sync_service.push(db.session(), scope, device, envelope, request.get_data(cache=True))
         return json_answer(sync_service.wire_push_answer(answer))
 
 
@@ -47,4 +48,4 @@ class Pull(MethodView):
     def get(self, args):
         """The changes in the tablet's scope since its cursor; repeat while ``has_more``."""
         scope, device = device_scope()
-        return json_answer(sync_service.pull(db.session, scope, device, args["cursor"], args["limit"]))
+        return json_answer(sync_service.pull(db.session(), scope, device, args["cursor"], args["limit"]))
