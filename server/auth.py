@@ -87,31 +87,42 @@ def _integration_actor(session, digest: str) -> Actor | None:
 
 
 def authenticate_token(token: str, allow_integration: bool = False) -> Actor:
-    """The caller behind ``token`` (a bearer header's, or the console session's), kept in ``g``."""
+    """The caller behind ``token`` (a bearer header's, or the console session's), kept in ``g``.
+
+    The token is looked up in the database on every request, never remembered between requests, so that
+    revoking a tablet or disabling an account refuses its very next call. A tablet's token is tried first,
+    since sync calls are most of the traffic; each lookup brings the user and the user's area in the same
+    query, so a tablet's request costs one query to authenticate (``actor_for`` then finds the area in the
+    session's identity map)."""
     digest = token_hash(token)
     session = db.session
-    now = utcnow()
-    api_token = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
-    device = None
-    if api_token is not None:
-        if api_token.expires_at <= now:
-            raise UnauthenticatedError("The token has expired; log in again.")
-        user = session.get(User, api_token.user_id)
+    found = session.execute(_with_user_and_area(Device).where(Device.token_hash == digest)).first()
+    if found is not None:
+        device, user, _area = found
+        if device.revoked_at is not None:
+            raise DeviceRevokedError()
     else:
-        device = session.scalar(select(Device).where(Device.token_hash == digest))
-        if device is None:
+        found = session.execute(_with_user_and_area(ApiToken).where(ApiToken.token_hash == digest)).first()
+        if found is None:
             actor = _integration_actor(session, digest) if allow_integration else None
             if actor is None:
                 raise UnauthenticatedError()
             return actor
-        if device.revoked_at is not None:
-            raise DeviceRevokedError()
-        user = session.get(User, device.user_id)
-    if user is None or not user.active:
+        api_token, user, _area = found
+        device = None
+        if api_token.expires_at <= utcnow():
+            raise UnauthenticatedError("The token has expired; log in again.")
+    if not user.active:
         raise UnauthenticatedError("This account is disabled.")
     g.user, g.device = user, device
     g.actor = actor_for(session, user, device.id if device else None)
     return g.actor
+
+
+def _with_user_and_area(holder):
+    """``holder`` (a ``Device`` or an ``ApiToken``) with its user and the user's area, if any."""
+    return (select(holder, User, Area).join(User, User.id == holder.user_id)
+            .outerjoin(Area, Area.id == User.area_id))
 
 
 def current_scope() -> Scope:
