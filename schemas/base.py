@@ -70,6 +70,8 @@ class DateTimeTZ(fields.DateTime):
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:
             return None
+        if value.tzinfo is dt.timezone.utc:  # what the database hands back: no conversion to make
+            return value.replace(tzinfo=None).isoformat() + "Z"
         return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
