@@ -102,6 +102,19 @@ class Scope:
                 return Review.recipient_id == self.actor.user_id
         return clause
 
+    def records_listed(self, session: Session, model) -> ColumnElement[bool]:
+        """``records(model)``, with a member's households read first and named one by one.
+
+        For a page of a member's whole scope. Given the subquery, PostgreSQL guesses its rows from the
+        table-wide average, so when the member's households hold most of the visits (a ledger imported
+        with no visits yet, the member's households visited first) it expects a handful and reads the
+        whole table; given the ids, it estimates from each household's own statistics.
+        """
+        if self.actor.role != "member" or model in (Task, Review):
+            return self.records(model)
+        ids = list(session.scalars(self.member_household_ids()))
+        return (model.id if model is Household else model.household_id).in_(ids)
+
     def can_see_household(self, session: Session, household_id: str) -> bool:
         return bool(session.scalar(select(exists().where(Household.id == household_id, self.households()))))
 

@@ -210,7 +210,7 @@ def _send_pending(session: Session, scope: Scope, pending: cursors.Pending, page
         model = SPECS[entity].model
         stmt = _select_columns(model).where(model.id > pending.after).order_by(model.id).limit(page.room)
         if pending.mode == "full":
-            stmt = stmt.where(scope.records(model), model.deleted_at.is_(None))
+            stmt = stmt.where(scope.records_listed(session, model), model.deleted_at.is_(None))
         else:
             column = model.id if model is Household else model.household_id
             stmt = stmt.where(column == pending.household_id)

@@ -286,3 +286,25 @@ def test_rows_queued_under_a_savepoint_go_with_it_and_those_before_stay(engine_w
     del pending_changes(session)[1:]  # what the savepoint's caller does for the op it gave up
     session.commit()
     assert session.get(Visit, kept) is not None and session.get(Visit, dropped) is None
+
+
+def test_a_members_listed_households_select_what_the_scope_selects(engine_world):
+    from sync.models import Visit as VisitModel
+    from sync.policy import Scope
+
+    w = engine_world
+    session = w["session"]
+    mine, other = _household(w), _household(w)
+    set_pairing(session, w["coordinator"], other, None)
+    for household in (mine, other):
+        apply_change(session, w["coordinator"], Change("visit", new_id(), "create",
+                     {"household_id": household.id, "visited_at": NOW, "kind": "routine"}, None, NOW), SETTINGS)
+    session.commit()
+    for actor in (w["actors"][0], w["coordinator"]):
+        scope = Scope(actor)
+        for model in (Household, VisitModel):
+            listed = set(session.scalars(select(model.id).where(scope.records_listed(session, model))))
+            assert listed == set(session.scalars(select(model.id).where(scope.records(model))))
+    member_scope = Scope(w["actors"][0])
+    assert set(session.scalars(select(VisitModel.household_id).where(
+        member_scope.records_listed(session, VisitModel)))) == {mine.id}
