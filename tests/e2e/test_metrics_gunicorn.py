@@ -27,18 +27,31 @@ TOKEN = "e2e-metrics-token-0123456789"
 PUSHERS, BATCHES, OPS = 4, 6, 3
 
 
+def _admin_connection(url):
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+
 def _own_database(folder) -> str:
     url = os.environ.get("DATABASE_URL")
     if not url:
         return f"sqlite:///{folder / 'metrics.db'}"
-    import psycopg
-
     base, _, name = url.rpartition("/")
     own = f"{name}_metrics"
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+    with _admin_connection(url) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (own,)).fetchone():
             conn.execute(f'CREATE DATABASE "{own}"')
     return f"{base}/{own}"
+
+
+def _drop_own_database(own_url: str) -> None:
+    """CI drops the database it made for the run; the one made here goes when the module is done with it."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return
+    with _admin_connection(url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{own_url.rpartition("/")[2]}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +84,7 @@ def server(tmp_path_factory):
             process.kill()
             process.wait()
         log.close()
+        _drop_own_database(env["DATABASE_URL"])
 
 
 def _scrape(url) -> dict:
