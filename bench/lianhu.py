@@ -72,28 +72,29 @@ def push_updates(author: Tablet, second: Tablet, visit_ids: list[str], batch: in
     return figure
 
 
-def pull_full(world: World, member: str, limit: int, runs: int, expected: int, label: str) -> Figure:
-    """records/s of a fresh tablet's first pull of its whole scope (enrolment not timed)."""
-    figure = Figure(f"full pull of {expected:,} records, pages of {limit}", "records/s", note=label)
+def _timed_full_pulls(world: World, member: str, limit: int, runs: int, expected: int) -> list[float]:
+    """Seconds of each of ``runs`` fresh tablets' first pull of the member's whole scope (enrolment not timed)."""
+    seconds = []
     for _ in range(runs):
         tablet = world.tablet(member)
         with Timer() as t:
             count = tablet.pull_all(limit)
         if count != expected:
             raise RuntimeError(f"full pull brought {count} records, expected {expected}")
-        figure.values.append(count / t.seconds)
+        seconds.append(t.seconds)
+    return seconds
+
+
+def pull_full(world: World, member: str, limit: int, runs: int, expected: int, label: str) -> Figure:
+    """records/s of a fresh tablet's first pull of its whole scope."""
+    figure = Figure(f"full pull of {expected:,} records, pages of {limit}", "records/s", note=label)
+    figure.values += [expected / s for s in _timed_full_pulls(world, member, limit, runs, expected)]
     return figure
 
 
 def pull_seconds(world: World, member: str, limit: int, runs: int, expected: int, label: str) -> Figure:
     figure = Figure(f"full pull of {expected:,} records", "s", lower_better=True, note=label)
-    for _ in range(runs):
-        tablet = world.tablet(member)
-        with Timer() as t:
-            count = tablet.pull_all(limit)
-        if count != expected:
-            raise RuntimeError(f"full pull brought {count} records, expected {expected}")
-        figure.values.append(t.seconds)
+    figure.values += _timed_full_pulls(world, member, limit, runs, expected)
     return figure
 
 

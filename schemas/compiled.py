@@ -158,17 +158,25 @@ def compile_loader(schema: type[ma.Schema] | ma.Schema) -> Loader:
     return _compile_loader(_schema_instance(schema), unknown=None, compiling=())
 
 
-def _loader_fallback_reason(schema: ma.Schema, unknown: str) -> str | None:
+def _schema_fallback_reason(schema: ma.Schema, hook_tags: tuple[str, ...], methods: tuple[str, ...]) -> str | None:
+    """Why a schema is left to marshmallow in one direction: what loaders and dumpers both refuse."""
     if schema.many:
         return "many=True"
-    hooks = [tag for tag in (PRE_LOAD, POST_LOAD, VALIDATES, VALIDATES_SCHEMA) if schema._hooks[tag]]
+    hooks = [tag for tag in hook_tags if schema._hooks[tag]]
     if hooks:
         return "hooks: " + ", ".join(hooks)
-    overridden = _overridden(schema, _LOAD_METHODS, ma.Schema)
+    overridden = _overridden(schema, methods, ma.Schema)
     if overridden:
         return "overrides " + ", ".join(overridden)
     if schema.dict_class is not dict:
         return f"dict_class {schema.dict_class.__name__}"
+    return None
+
+
+def _loader_fallback_reason(schema: ma.Schema, unknown: str) -> str | None:
+    reason = _schema_fallback_reason(schema, (PRE_LOAD, POST_LOAD, VALIDATES, VALIDATES_SCHEMA), _LOAD_METHODS)
+    if reason:
+        return reason
     if unknown not in (ma.RAISE, ma.EXCLUDE):
         return f"unknown={unknown}"
     if schema.partial is not None and not isinstance(schema.partial, bool):
@@ -479,17 +487,7 @@ def compile_dumper(schema: type[ma.Schema] | ma.Schema) -> Dumper:
 
 
 def _dumper_fallback_reason(schema: ma.Schema) -> str | None:
-    if schema.many:
-        return "many=True"
-    hooks = [tag for tag in (PRE_DUMP, POST_DUMP) if schema._hooks[tag]]
-    if hooks:
-        return "hooks: " + ", ".join(hooks)
-    overridden = _overridden(schema, _DUMP_METHODS, ma.Schema)
-    if overridden:
-        return "overrides " + ", ".join(overridden)
-    if schema.dict_class is not dict:
-        return f"dict_class {schema.dict_class.__name__}"
-    return None
+    return _schema_fallback_reason(schema, (PRE_DUMP, POST_DUMP), _DUMP_METHODS)
 
 
 def _attribute_read(cls: type, attribute: str) -> str | None:

@@ -20,7 +20,7 @@ import datetime as dt
 from sqlalchemy import delete, event, insert, inspect, select
 from sqlalchemy.orm import Session
 
-from .models import AssistanceLog, Attachment, AttachmentRef, HasAttachments, Visit, utcnow
+from .models import AssistanceLog, Attachment, AttachmentRef, HasAttachments, Visit, attachment_hashes, utcnow
 from .policy import Actor
 
 ENTITY_OF = {Visit: "visit", AssistanceLog: "assistance_log"}
@@ -79,9 +79,7 @@ def _keep_refs_in_step(session: Session, _flush_context, _instances) -> None:
 def mark_missing_attachments(session: Session, records: list) -> None:
     """Set ``missing_attachments`` on plain records (a pull page's, see ``sync.pull``) from one query:
     what ``HasAttachments.missing_attachments`` answers for one ORM object at a time."""
-    wanted = {id(record): list(dict.fromkeys(ref["sha256"] for ref in record.attachments or ()
-                                             if isinstance(ref, dict) and ref.get("sha256")))
-              for record in records}
+    wanted = {id(record): attachment_hashes(record.attachments) for record in records}
     hashes = {sha for shas in wanted.values() for sha in shas}
     held = set(session.scalars(select(Attachment.sha256).where(
         Attachment.sha256.in_(hashes), Attachment.complete.is_(True)))) if hashes else set()

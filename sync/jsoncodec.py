@@ -20,10 +20,7 @@ _LONG_DIGIT_RUN = re.compile(r"\d{20}")
 
 
 def dumps(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # an integer past 64 bits, or a type orjson does not know
-        return json.dumps(value, ensure_ascii=False)
+    return dumps_bytes(value).decode()
 
 
 def loads(text: str | bytes) -> Any:
@@ -37,5 +34,5 @@ def loads(text: str | bytes) -> Any:
 def dumps_bytes(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
-    except TypeError:
+    except TypeError:  # an integer past 64 bits, or a type orjson does not know
         return json.dumps(value, ensure_ascii=False).encode()

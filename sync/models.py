@@ -221,13 +221,18 @@ class Resident(SyncedRecord, Base):
     status: Mapped[str] = mapped_column(String(20), default="active")
 
 
+def attachment_hashes(attachments: list[Any] | None) -> list[str]:
+    """The distinct files an ``attachments`` list refers to, in its order."""
+    return list(dict.fromkeys(ref["sha256"] for ref in attachments or ()
+                              if isinstance(ref, dict) and ref.get("sha256")))
+
+
 class HasAttachments:
     """Records with an ``attachments`` list (``[{sha256, mime, name}]``): visits and assistance logs."""
 
     @property
     def attachment_hashes(self) -> list[str]:
-        return list(dict.fromkeys(ref["sha256"] for ref in self.attachments or ()
-                                  if isinstance(ref, dict) and ref.get("sha256")))
+        return attachment_hashes(self.attachments)
 
     @property
     def missing_attachments(self) -> list[str]:

@@ -47,6 +47,8 @@ class Batch:
     client_time: dt.datetime
     ops: list[Op]
     client: dict[str, Any] = field(default_factory=dict)
+    replayed: bool = False
+    """Set by ``push``: the batch was applied before and its stored results were answered."""
 
 
 def canonical_hash(value: Any) -> str:
@@ -96,6 +98,7 @@ def push(session: Session, actor: Actor, device: Device, batch: Batch, settings:
     if stored is not None:
         if stored.content_hash != content_hash:
             raise ConflictError("This batch_id was used for other ops.", {"batch_id": batch.batch_id})
+        batch.replayed = True
         return {"batch_id": batch.batch_id, "server_time": now, "results": stored.results}
     record = SyncBatch(device_id=device.id, batch_id=batch.batch_id, content_hash=content_hash,
                        results=[], created_at=now)

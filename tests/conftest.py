@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -23,6 +26,24 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("figures")
         for line in FIGURES:
             terminalreporter.write_line(line)
+
+
+def hold_sqlite_write_lock(path, seconds: float) -> threading.Thread:
+    """Another process's writer, as far as SQLite can tell: the write lock held on a connection of its own."""
+    locked = threading.Event()
+
+    def hold():
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        conn.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert locked.wait(10)
+    return thread
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,12 @@ from .common import as_call_error, paginate, sync_settings
 
 def with_pairing(session: Session, household: Household) -> Household:
     """Attach ``member_id`` for the wire (the pairing is its own table)."""
-    pairing = session.get(Pairing, household.id)
-    household.member_id = pairing.member_id if pairing else None
+    attach_pairings(session, [household])
     return household
 
 
 def attach_pairings(session: Session, households: list[Household]) -> None:
-    """``with_pairing`` for a page of households, in one query."""
+    """``with_pairing`` for many households (a pull page), in one query."""
     if not households:
         return
     members = dict(session.execute(select(Pairing.household_id, Pairing.member_id)

@@ -12,13 +12,13 @@ from sync import pull as pull_engine
 from sync import push as push_engine
 from sync.attachments import ENTITY_OF, mark_missing_attachments
 from sync.errors import BatchTooLargeError, OpRejected, ValidationFailedError
-from sync.models import Device, SyncBatch
+from sync.models import Device
 from sync.policy import Scope
 
 from .. import logging as request_log
 from .. import metrics
 from .common import sync_settings
-from .households import attach_pairings, with_pairing
+from .households import attach_pairings
 
 # Compiled from the schemas (``schemas.compiled``): marshmallow's answers, several times faster per op.
 _op_schema = compile_loader(OpSchema)
@@ -104,11 +104,8 @@ def push(session: Session, scope: Scope, device: Device, envelope: dict, body: b
     """Apply a tablet's envelope; ``body``, the request's bytes when at hand, spares escaping NULs in a
     batch that has none (JSON can only carry a NUL as the escape ``\\u0000``)."""
     batch = prepare_batch(envelope, may_hold_nul=body is None or b"\\u0000" in body)
-    # The engine answers a replay from this row; looking first (it stays in the session) tells the
-    # metrics a replay from a batch applied now.
-    replayed = session.get(SyncBatch, (device.id, batch.batch_id)) is not None
     answer = push_engine.push(session, scope.actor, device, batch, sync_settings())
-    metrics.count_push(session, batch, answer["results"], replayed)
+    metrics.count_push(session, batch, answer["results"], batch.replayed)
     request_log.annotate(ops_in=len(batch.ops), ops_out=len(answer["results"]))
     return answer
 
@@ -121,7 +118,7 @@ def pull(session: Session, scope: Scope, device: Device, cursor: str | None, lim
     """One page for the tablet, already in wire form (``PullAnswer``)."""
     page = pull_engine.pull(session, scope.actor, device, cursor, limit, cursor_key(), sync_settings())
     complete_records(session, page.changes)
-    changes = [serialize_change(session, c, paired=True) for c in page.changes]
+    changes = [serialize_change(c) for c in page.changes]
     metrics.count_pull(session, changes)
     request_log.annotate(ops_out=len(changes))
     return _pull_answer.dump({"changes": changes, "cursor": page.cursor, "has_more": page.has_more,
@@ -136,14 +133,12 @@ def complete_records(session: Session, changes: list[pull_engine.PulledChange]) 
     mark_missing_attachments(session, [c.record for c in with_record if c.entity in ENTITY_OF.values()])
 
 
-def serialize_record(session: Session, entity: str, record, paired: bool = False) -> dict:
-    """``record`` as its ``*Record`` schema answers it; ``paired`` says a household's pairing is attached."""
-    if entity == "household" and not paired:
-        with_pairing(session, record)
+def serialize_record(entity: str, record) -> dict:
+    """A pulled ``record`` as its ``*Record`` schema answers it, once ``complete_records`` has seen it."""
     return _record_dumpers[entity].dump(record)
 
 
-def serialize_change(session: Session, change: pull_engine.PulledChange, paired: bool = False) -> dict:
-    data = serialize_record(session, change.entity, change.record, paired) if change.record is not None else None
+def serialize_change(change: pull_engine.PulledChange) -> dict:
+    data = serialize_record(change.entity, change.record) if change.record is not None else None
     return {"entity": change.entity, "id": change.id, "action": change.action, "version": change.version,
             "data": data}

@@ -108,7 +108,7 @@ def raw_record(session: Session, entity: str, record) -> dict[str, Any]:
     """A WatermelonDB raw record: the entity's wire record with times in ms and structures as JSON text."""
     columns = COLUMNS[entity]
     raw = {}
-    for name, value in sync_service.serialize_record(session, entity, record, paired=True).items():
+    for name, value in sync_service.serialize_record(entity, record).items():
         if value is not None and name in columns.times:
             value = _ms(getattr(record, name))
         elif value is not None and name in columns.json:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from server.extensions import db
+from server.services.households import attach_pairings
 from server.services.sync_service import serialize_record
 from sync.models import Household, OpLog, Pairing, QuarantinedOp, Resident
 from tests.conftest import op
@@ -73,10 +74,11 @@ class SimTablet:
 def server_view(member_id):
     households = db.session.scalars(select(Household).where(
         Household.id.in_(select(Pairing.household_id).where(Pairing.member_id == member_id)))).all()
-    view = {("household", h.id): serialize_record(db.session, "household", h) for h in households}
+    attach_pairings(db.session, households)
+    view = {("household", h.id): serialize_record("household", h) for h in households}
     for r in db.session.scalars(select(Resident).where(Resident.household_id.in_([h.id for h in households]),
                                                         Resident.deleted_at.is_(None))):
-        view[("resident", r.id)] = serialize_record(db.session, "resident", r)
+        view[("resident", r.id)] = serialize_record("resident", r)
     return view
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 
 import pytest
@@ -11,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from server import sqlite
 from server.extensions import db
+from tests.conftest import hold_sqlite_write_lock
 
 
 @pytest.fixture
@@ -28,24 +28,6 @@ def engine(dialect, tmp_path):
     engine.dispose()
 
 
-def hold_write_lock(path, seconds: float) -> threading.Thread:
-    """Another process's writer, as far as SQLite can tell: the write lock on a connection of its own."""
-    locked = threading.Event()
-
-    def hold():
-        conn = sqlite3.connect(path, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
-        conn.execute("ROLLBACK")
-        conn.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert locked.wait(10)
-    return thread
-
-
 def wal_pages(path) -> int:
     """Pages in the WAL now, as a passive checkpoint (which waits for nobody) reports them."""
     conn = sqlite3.connect(path, isolation_level=None)
@@ -56,7 +38,7 @@ def wal_pages(path) -> int:
 
 
 def test_a_writer_waits_for_the_lock_and_keeps_its_busy_timeout(engine):
-    holder = hold_write_lock(engine.path, 0.15)
+    holder = hold_sqlite_write_lock(engine.path, 0.15)
     started = time.monotonic()
     with engine.begin() as conn:
         waited = time.monotonic() - started
@@ -67,7 +49,7 @@ def test_a_writer_waits_for_the_lock_and_keeps_its_busy_timeout(engine):
 
 
 def test_past_the_busy_timeout_the_writer_gets_sqlites_own_error(engine):
-    holder = hold_write_lock(engine.path, 0.6)
+    holder = hold_sqlite_write_lock(engine.path, 0.6)
     with pytest.raises(OperationalError, match="database is locked"):
         with engine.begin():
             pass

@@ -7,7 +7,6 @@ import random
 import select
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from sqlalchemy.engine import make_url
 from server import create_app
 from server.extensions import db
 from sync.models import OpLog, Visit
-from tests.conftest import op
+from tests.conftest import hold_sqlite_write_lock, op
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN = Path(sys.executable).with_name("gunicorn")
@@ -361,23 +360,6 @@ def test_the_database_going_away_answers_503_with_retry_after_and_recovers(app, 
 # --- SQLite's lock ----------------------------------------------------------------------------------
 
 
-def _hold_sqlite_write_lock(path: str, seconds: float) -> threading.Thread:
-    locked = threading.Event()
-
-    def hold():
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        conn.execute("BEGIN IMMEDIATE")
-        locked.set()
-        time.sleep(seconds)
-        conn.execute("ROLLBACK")
-        conn.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert locked.wait(10)
-    return thread
-
-
 def test_sqlite_busy_is_waited_out_and_past_the_timeout_answers_503_never_500(app, seeded, tmp_path, dialect):
     if dialect != "sqlite":
         pytest.skip("SQLite's database lock")
@@ -385,7 +367,7 @@ def test_sqlite_busy_is_waited_out_and_past_the_timeout_answers_503_never_500(ap
     path = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).database
     with gunicorn(app, tmp_path) as server:
         ops, batch_id = visit_ops(household["id"], 20), str(uuid.uuid4())
-        holder = _hold_sqlite_write_lock(path, 1.5)  # shorter than the busy timeout: the push waits
+        holder = hold_sqlite_write_lock(path, 1.5)  # shorter than the busy timeout: the push waits
         _record("SQLite locks held")
         response = requests.post(server.base + "/api/v1/sync/push", json=envelope(ops, batch_id),
                                  headers=bearer(tablet), timeout=60)
@@ -397,7 +379,7 @@ def test_sqlite_busy_is_waited_out_and_past_the_timeout_answers_503_never_500(ap
                             "INSTANCE_PATH": app.config["INSTANCE_PATH"], "SQLITE_BUSY_TIMEOUT_MS": 200})
     client = impatient.test_client()
     ops, batch_id = visit_ops(household["id"], 5), str(uuid.uuid4())
-    holder = _hold_sqlite_write_lock(path, 2.0)  # longer than this app's busy timeout
+    holder = hold_sqlite_write_lock(path, 2.0)  # longer than this app's busy timeout
     _record("SQLite locks held")
     response = client.post("/api/v1/sync/push", json=envelope(ops, batch_id), headers=bearer(tablet))
     holder.join()
